@@ -1,0 +1,78 @@
+"""runfleet: local-first experiment tracking and hyper-parallel fine-tuning.
+
+Tracking (wandb/trackio compatible: ``import runfleet as wandb`` works)::
+
+    import runfleet
+    run = runfleet.init(project="my-exp", config={"lr": 1e-3})
+    runfleet.log({"loss": 0.5})
+    runfleet.finish()
+
+Reading back::
+
+    runs = runfleet.Api().runs("my-exp")
+    runs[0].history()
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runfleet.api import Api, ApiRun, Project
+from runfleet.errors import RunfleetError, RunNotFoundError, StoreError
+from runfleet.tracking import api_functions as _fn
+from runfleet.tracking.api_functions import (
+    alert,
+    define_metric,
+    finish,
+    log,
+    login,
+    save,
+    show,
+    watch,
+)
+from runfleet.tracking.config import Config
+from runfleet.tracking.media import Histogram, Image, Table
+from runfleet.tracking.run import Run
+from runfleet.tracking.session import init
+from runfleet.tracking.summary import Summary
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Api",
+    "ApiRun",
+    "Config",
+    "Histogram",
+    "Image",
+    "Project",
+    "Run",
+    "RunNotFoundError",
+    "RunfleetError",
+    "StoreError",
+    "Summary",
+    "Table",
+    "__version__",
+    "alert",
+    "config",
+    "define_metric",
+    "finish",
+    "init",
+    "log",
+    "login",
+    "run",
+    "save",
+    "show",
+    "summary",
+    "watch",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """``runfleet.run``, ``runfleet.config`` and ``runfleet.summary`` follow the active run."""
+    if name == "run":
+        return _fn.current_run()
+    if name == "config":
+        return _fn.current_config()
+    if name == "summary":
+        return _fn.current_summary()
+    raise AttributeError(f"module 'runfleet' has no attribute {name!r}")

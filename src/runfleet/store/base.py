@@ -1,0 +1,222 @@
+"""The store interface: what the tracker, the Api and (later) the engine need from storage.
+
+Contract every implementation keeps (checked by ``tests/store/test_conformance.py``):
+
+* Writes are atomic per :class:`WriteBatch`: all of it lands or none of it does.
+* A series (run, key) can be read over a step range without reading any other series.
+* Values come back exactly as written (floats bit for bit, ints, bools, text, None).
+* Many processes may write at once; a transient lock surfaces as
+  :class:`StoreBusyError`, which callers retry; other failures are :class:`OSError`
+  or :class:`runfleet.errors.StoreError`.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+# Run statuses shared by the tracker and the engine.
+PENDING = "pending"
+RUNNING = "running"
+STOPPED = "stopped"
+COMPLETED = "completed"
+FAILED = "failed"
+DELETED = "deleted"
+CRASHED = "crashed"
+STATUSES = (PENDING, RUNNING, STOPPED, COMPLETED, FAILED, DELETED, CRASHED)
+
+
+class StoreBusyError(Exception):
+    """The database is locked by another writer right now; retry later."""
+
+
+@dataclass
+class RunRecord:
+    """One run as stored: identity, status, config, summary and lineage."""
+
+    rid: int
+    project: str
+    id: str
+    name: str
+    group: str | None
+    status: str
+    config: dict[str, Any]
+    summary: dict[str, Any]
+    tags: list[str]
+    notes: str | None
+    parent: str | None
+    parent_step: int | None
+    metadata: dict[str, Any]
+    created: float
+    updated: float
+    heartbeat: float | None
+    finished: float | None
+    last_step: int
+
+
+@dataclass
+class ProjectRecord:
+    """A project with its run count and last activity time."""
+
+    name: str
+    created: float
+    run_count: int
+    last_updated: float | None
+
+
+@dataclass
+class SeriesChunk:
+    """Points of one (run, key) series of one value kind, in logging order."""
+
+    run: int
+    key: str
+    kind: str
+    steps: npt.NDArray[np.int64]
+    times: npt.NDArray[np.float64]
+    values: Any  # numpy array for numeric kinds, list for JSON kinds
+
+
+@dataclass
+class MediaRow:
+    """A media file already written under the home, and where it was logged."""
+
+    run: int
+    key: str
+    step: int
+    type: str
+    path: str  # relative to the home
+    meta: dict[str, Any]
+    time: float
+
+
+@dataclass
+class AlertRow:
+    """An alert raised by a run."""
+
+    run: int
+    title: str
+    text: str
+    level: str
+    step: int | None
+    time: float
+
+
+@dataclass
+class WriteBatch:
+    """Everything one flush writes, in one transaction."""
+
+    series: list[SeriesChunk] = field(default_factory=list)
+    run_updates: dict[int, dict[str, Any]] = field(default_factory=dict)
+    media: list[MediaRow] = field(default_factory=list)
+    alerts: list[AlertRow] = field(default_factory=list)
+    spill_name: str | None = None  # set when replaying a spill file, for idempotence
+    created: float = field(default_factory=time.time)
+
+    def is_empty(self) -> bool:
+        """True when there is nothing to write."""
+        return not (self.series or self.run_updates or self.media or self.alerts)
+
+
+@dataclass
+class Series:
+    """A decoded series sorted by step: parallel arrays of steps, times and values."""
+
+    key: str
+    steps: npt.NDArray[np.int64]
+    times: npt.NDArray[np.float64]
+    values: npt.NDArray[Any]
+
+
+@dataclass
+class KeyInfo:
+    """A metric key of a run, with its number of points and step extent."""
+
+    key: str
+    count: int
+    step_min: int
+    step_max: int
+    kinds: list[str]
+
+
+class Store(abc.ABC):
+    """Storage for projects, runs, metric series, media rows and alerts.
+
+    Implementations are used from one thread at a time per instance (the tracker's writer
+    and its init path share one instance under a lock). Updatable run columns are
+    ``status, config, summary, tags, notes, grp, metadata, heartbeat, finished, name``.
+    """
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections; the store is unusable afterwards."""
+
+    # -- runs ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def create_run(
+        self,
+        project: str,
+        id: str,
+        name: str,
+        *,
+        group: str | None = None,
+        config: dict[str, Any] | None = None,
+        tags: list[str] | None = None,
+        notes: str | None = None,
+        parent: str | None = None,
+        parent_step: int | None = None,
+        metadata: dict[str, Any] | None = None,
+        status: str = RUNNING,
+    ) -> RunRecord:
+        """Create a run (and its project when new); raise ``ValueError`` if the id exists."""
+
+    @abc.abstractmethod
+    def find_run(self, project: str, *, id: str | None = None, name: str | None = None
+                 ) -> RunRecord | None:
+        """The run with this id (or else the newest with this name) in ``project``, or None."""
+
+    @abc.abstractmethod
+    def get_run(self, rid: int) -> RunRecord:
+        """The run with internal id ``rid``; raise ``RunNotFoundError`` if absent."""
+
+    @abc.abstractmethod
+    def update_run(self, rid: int, **fields: Any) -> None:
+        """Set run columns (JSON columns take Python objects)."""
+
+    @abc.abstractmethod
+    def projects(self) -> list[ProjectRecord]:
+        """Every project, oldest first."""
+
+    @abc.abstractmethod
+    def runs(self, project: str) -> list[RunRecord]:
+        """Runs of ``project`` oldest first; raise ``ValueError`` for an unknown project."""
+
+    # -- points -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def write(self, batch: WriteBatch) -> None:
+        """Write a batch atomically; raise :class:`StoreBusyError` when locked."""
+
+    @abc.abstractmethod
+    def keys(self, rid: int) -> list[KeyInfo]:
+        """Metric keys logged by a run, sorted by name."""
+
+    @abc.abstractmethod
+    def series(self, rid: int, key: str, start: float | None = None,
+               end: float | None = None) -> Series:
+        """Points of one series with ``start <= step <= end``, sorted by step (stable)."""
+
+    @abc.abstractmethod
+    def media(self, rid: int, key: str | None = None) -> list[MediaRow]:
+        """Media rows of a run (optionally of one key), by step."""
+
+    @abc.abstractmethod
+    def alerts(self, rid: int) -> list[AlertRow]:
+        """Alerts of a run, oldest first."""
+
+    @abc.abstractmethod
+    def is_replayed(self, spill_name: str) -> bool:
+        """Whether a spill file of this name has already been written to the store."""

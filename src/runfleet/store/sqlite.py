@@ -1,0 +1,496 @@
+"""The SQLite store: one WAL database per home, shared by any number of processes."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from runfleet.errors import RunNotFoundError, StoreError
+from runfleet.store import codec
+from runfleet.store.base import (
+    RUNNING,
+    AlertRow,
+    KeyInfo,
+    MediaRow,
+    ProjectRecord,
+    RunRecord,
+    Series,
+    SeriesChunk,
+    Store,
+    StoreBusyError,
+    WriteBatch,
+)
+from runfleet.store.schema import migrate
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+# Points per segment: large enough that per-row overhead vanishes, small enough that a
+# zoomed chart decodes little more than it shows and the open tail is cheap to rewrite.
+SEGMENT_POINTS = 4096
+BUSY_TIMEOUT_S = 5.0
+
+_JSON_COLUMNS = {"config", "summary", "tags", "metadata"}
+_RUN_COLUMNS = {
+    "status", "config", "summary", "tags", "notes", "grp", "metadata", "heartbeat",
+    "finished", "name", "parent", "parent_step", "updated",
+}
+_RUN_SELECT = (
+    "SELECT r.rid, p.name, r.id, r.name, r.grp, r.status, r.config, r.summary, r.tags, "
+    "r.notes, r.parent, r.parent_step, r.metadata, r.created, r.updated, r.heartbeat, "
+    "r.finished, r.last_step FROM runs r JOIN projects p ON p.id = r.project"
+)
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), allow_nan=True, default=str)
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    msg = str(exc).lower()
+    return "locked" in msg or "busy" in msg
+
+
+def _run_from_row(row: tuple[Any, ...]) -> RunRecord:
+    return RunRecord(
+        rid=row[0], project=row[1], id=row[2], name=row[3], group=row[4], status=row[5],
+        config=json.loads(row[6]), summary=json.loads(row[7]), tags=json.loads(row[8]),
+        notes=row[9], parent=row[10], parent_step=row[11], metadata=json.loads(row[12]),
+        created=row[13], updated=row[14], heartbeat=row[15], finished=row[16],
+        last_step=row[17],
+    )
+
+
+@dataclass
+class _OpenSegment:
+    """The last, not yet full segment of a series this process is appending to."""
+
+    id: int
+    steps: npt.NDArray[np.int64]
+    times: npt.NDArray[np.float64]
+    values: Any
+
+
+def check_database_file(path: Path) -> None:
+    """Raise :class:`StoreError` if ``path`` exists but is not a SQLite database."""
+    if not path.exists():
+        return
+    if path.is_dir():
+        raise StoreError(f"{path} is a directory, expected the runfleet database file")
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(len(SQLITE_MAGIC))
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc}") from exc
+    if (head and head != SQLITE_MAGIC[: len(head)]) or 0 < len(head) < len(SQLITE_MAGIC):
+        raise StoreError(
+            f"{path} is not a SQLite database (corrupt, or a file of another program); "
+            f"runfleet will not overwrite it. Move it away or choose another home"
+        )
+
+
+class SQLiteStore(Store):
+    """:class:`Store` on one SQLite file in WAL mode.
+
+    Example:
+        >>> store = SQLiteStore.open(Path("/tmp/rf-doc") / "runfleet.db")
+        >>> store.close()
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+        self.lock = threading.RLock()
+        self._key_ids: dict[str, int] = {}
+        self._open: dict[tuple[int, int, str], _OpenSegment] = {}
+
+    @classmethod
+    def open(cls, path: Path, *, read_only: bool = False) -> SQLiteStore:
+        """Open (creating and migrating when needed) the database at ``path``."""
+        check_database_file(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                check_same_thread=False,
+            )
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open runfleet database {path}: {exc}") from exc
+        try:
+            cls._configure(conn)
+            migrate(conn, str(path))
+            if read_only:
+                conn.execute("PRAGMA query_only = ON")
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
+                raise StoreBusyError(str(exc)) from exc
+            raise StoreError(
+                f"{path} cannot be used as a runfleet database ({exc}); "
+                f"runfleet will not overwrite it"
+            ) from exc
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, path)
+
+    @staticmethod
+    def _configure(conn: sqlite3.Connection) -> None:
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"could not enable WAL (journal_mode={mode})")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+
+    def close(self) -> None:
+        """Close the connection (SQLite checkpoints the WAL when the last one closes)."""
+        with self.lock:
+            self._conn.close()
+
+    # -- transactions ---------------------------------------------------------------------
+    def _begin(self) -> None:
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):
+                raise StoreBusyError(str(exc)) from exc
+            raise
+
+    def _commit_or_rollback(self, ok: bool) -> None:
+        if ok:
+            try:
+                self._conn.execute("COMMIT")
+                return
+            except sqlite3.OperationalError as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                if _is_busy(exc):
+                    raise StoreBusyError(str(exc)) from exc
+                raise
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+
+    def _run_in_transaction(self, fn: Any) -> Any:
+        with self.lock:
+            self._begin()
+            ok = False
+            try:
+                result = fn()
+                ok = True
+            except sqlite3.OperationalError as exc:
+                if _is_busy(exc):
+                    raise StoreBusyError(str(exc)) from exc
+                raise
+            finally:
+                self._commit_or_rollback(ok)
+            return result
+
+    # -- projects and runs ----------------------------------------------------------------
+    def _project_id(self, name: str, create: bool) -> int | None:
+        row = self._conn.execute("SELECT id FROM projects WHERE name = ?", (name,)).fetchone()
+        if row is not None:
+            return int(row[0])
+        if not create:
+            return None
+        cur = self._conn.execute(
+            "INSERT INTO projects (name, created) VALUES (?, ?)", (name, time.time())
+        )
+        return int(cur.lastrowid or 0)
+
+    def create_run(
+        self,
+        project: str,
+        id: str,
+        name: str,
+        *,
+        group: str | None = None,
+        config: dict[str, Any] | None = None,
+        tags: list[str] | None = None,
+        notes: str | None = None,
+        parent: str | None = None,
+        parent_step: int | None = None,
+        metadata: dict[str, Any] | None = None,
+        status: str = RUNNING,
+    ) -> RunRecord:
+        """See :meth:`Store.create_run`."""
+
+        def body() -> int:
+            pid = self._project_id(project, create=True)
+            exists = self._conn.execute(
+                "SELECT 1 FROM runs WHERE project = ? AND id = ?", (pid, id)
+            ).fetchone()
+            if exists:
+                raise ValueError(f"run id {id!r} already exists in project {project!r}")
+            now = time.time()
+            cur = self._conn.execute(
+                "INSERT INTO runs (project, id, name, grp, status, config, tags, notes, parent,"
+                " parent_step, metadata, created, updated, heartbeat)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (pid, id, name, group, status, _dumps(config or {}), _dumps(tags or []),
+                 notes, parent, parent_step, _dumps(metadata or {}), now, now, now),
+            )
+            return int(cur.lastrowid or 0)
+
+        rid = self._run_in_transaction(body)
+        return self.get_run(rid)
+
+    def find_run(self, project: str, *, id: str | None = None, name: str | None = None
+                 ) -> RunRecord | None:
+        """See :meth:`Store.find_run`."""
+        with self.lock:
+            if id is not None:
+                row = self._conn.execute(
+                    _RUN_SELECT + " WHERE p.name = ? AND r.id = ?", (project, id)
+                ).fetchone()
+            elif name is not None:
+                row = self._conn.execute(
+                    _RUN_SELECT + " WHERE p.name = ? AND r.name = ? ORDER BY r.rid DESC LIMIT 1",
+                    (project, name),
+                ).fetchone()
+            else:
+                raise ValueError("find_run needs an id or a name")
+        return _run_from_row(row) if row else None
+
+    def get_run(self, rid: int) -> RunRecord:
+        """See :meth:`Store.get_run`."""
+        with self.lock:
+            row = self._conn.execute(_RUN_SELECT + " WHERE r.rid = ?", (rid,)).fetchone()
+        if row is None:
+            raise RunNotFoundError(f"no run with internal id {rid}")
+        return _run_from_row(row)
+
+    def update_run(self, rid: int, **fields: Any) -> None:
+        """See :meth:`Store.update_run`."""
+        self._run_in_transaction(lambda: self._update_run(rid, fields))
+
+    def _update_run(self, rid: int, fields: dict[str, Any]) -> None:
+        unknown = set(fields) - _RUN_COLUMNS
+        if unknown:
+            raise ValueError(f"cannot update run columns {sorted(unknown)}")
+        fields = dict(fields)
+        fields.setdefault("updated", time.time())
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        vals = [_dumps(v) if k in _JSON_COLUMNS else v for k, v in fields.items()]
+        self._conn.execute(f"UPDATE runs SET {cols} WHERE rid = ?", [*vals, rid])
+
+    def projects(self) -> list[ProjectRecord]:
+        """See :meth:`Store.projects`."""
+        with self.lock:
+            rows = self._conn.execute(
+                "SELECT p.name, p.created, COUNT(r.rid), MAX(r.updated) FROM projects p"
+                " LEFT JOIN runs r ON r.project = p.id GROUP BY p.id ORDER BY p.id"
+            ).fetchall()
+        return [ProjectRecord(name=r[0], created=r[1], run_count=r[2], last_updated=r[3])
+                for r in rows]
+
+    def runs(self, project: str) -> list[RunRecord]:
+        """See :meth:`Store.runs`."""
+        with self.lock:
+            if self._project_id(project, create=False) is None:
+                known = [p.name for p in self.projects()]
+                raise ValueError(
+                    f"unknown project {project!r} in {self.path.parent}; "
+                    f"known projects: {known or 'none'}"
+                )
+            rows = self._conn.execute(
+                _RUN_SELECT + " WHERE p.name = ? ORDER BY r.rid", (project,)
+            ).fetchall()
+        return [_run_from_row(r) for r in rows]
+
+    # -- points -----------------------------------------------------------------------------
+    def _key_id(self, name: str) -> int:
+        kid = self._key_ids.get(name)
+        if kid is None:
+            self._conn.execute("INSERT OR IGNORE INTO metric_keys (name) VALUES (?)", (name,))
+            kid = int(self._conn.execute(
+                "SELECT id FROM metric_keys WHERE name = ?", (name,)).fetchone()[0])
+            self._key_ids[name] = kid
+        return kid
+
+    def write(self, batch: WriteBatch) -> None:
+        """See :meth:`Store.write`."""
+        if batch.is_empty() and batch.spill_name is None:
+            return
+        pending_open: dict[tuple[int, int, str], _OpenSegment | None] = {}
+        key_ids_before = dict(self._key_ids)
+
+        def body() -> None:
+            if batch.spill_name is not None:
+                if self._conn.execute("SELECT 1 FROM replayed_spills WHERE name = ?",
+                                      (batch.spill_name,)).fetchone():
+                    return
+                self._conn.execute("INSERT INTO replayed_spills (name, time) VALUES (?, ?)",
+                                   (batch.spill_name, time.time()))
+            last_steps: dict[int, int] = {}
+            for chunk in batch.series:
+                if len(chunk.steps) == 0:
+                    continue
+                self._write_chunk(chunk, pending_open)
+                top = int(np.max(chunk.steps))
+                last_steps[chunk.run] = max(last_steps.get(chunk.run, -1), top)
+            for run, step in last_steps.items():
+                self._conn.execute(
+                    "UPDATE runs SET last_step = MAX(last_step, ?) WHERE rid = ?", (step, run))
+            for m in batch.media:
+                self._conn.execute(
+                    "INSERT INTO media (run, key, step, type, path, meta, time)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (m.run, m.key, m.step, m.type, m.path, _dumps(m.meta), m.time))
+            for a in batch.alerts:
+                self._conn.execute(
+                    "INSERT INTO alerts (run, title, text, level, step, time)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (a.run, a.title, a.text, a.level, a.step, a.time))
+            for rid, fields in batch.run_updates.items():
+                self._update_run(rid, fields)
+
+        try:
+            self._run_in_transaction(body)
+        except BaseException:
+            self._key_ids = key_ids_before  # ids of keys inserted by the rolled-back txn
+            raise
+        for k, seg in pending_open.items():
+            if seg is None:
+                self._open.pop(k, None)
+            else:
+                self._open[k] = seg
+
+    def _write_chunk(self, chunk: SeriesChunk,
+                     pending_open: dict[tuple[int, int, str], _OpenSegment | None]) -> None:
+        kid = self._key_id(chunk.key)
+        slot = (chunk.run, kid, chunk.kind)
+        json_kind = chunk.kind in (codec.JSON, codec.MEDIA)
+        steps = np.asarray(chunk.steps, dtype=np.int64)
+        times = np.asarray(chunk.times, dtype=np.float64)
+        values: Any = list(chunk.values) if json_kind else np.asarray(chunk.values)
+        seg_id: int | None = None
+        tail = pending_open[slot] if slot in pending_open else self._open.get(slot)
+        if tail is not None and len(tail.steps) < SEGMENT_POINTS:
+            seg_id = tail.id
+            steps = np.concatenate([tail.steps, steps])
+            times = np.concatenate([tail.times, times])
+            values = (list(tail.values) + values) if json_kind else \
+                np.concatenate([tail.values, values])
+        new_tail: _OpenSegment | None = None
+        for lo in range(0, len(steps), SEGMENT_POINTS):
+            hi = min(lo + SEGMENT_POINTS, len(steps))
+            s, t, v = steps[lo:hi], times[lo:hi], values[lo:hi]
+            row = self._segment_row(chunk.kind, s, t, v)
+            updated = 0
+            if seg_id is not None:
+                updated = self._conn.execute(
+                    "UPDATE segments SET n = ?, step_min = ?, step_max = ?, time_min = ?,"
+                    " time_max = ?, vmin = ?, vmax = ?, steps = ?, times = ?, vals = ?"
+                    " WHERE id = ?", (*row, seg_id)).rowcount
+                this_id = seg_id
+                seg_id = None
+            if not updated:  # a new segment, or the tail row was purged meanwhile
+                cur = self._conn.execute(
+                    "INSERT INTO segments (run, key, kind, n, step_min, step_max, time_min,"
+                    " time_max, vmin, vmax, steps, times, vals)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (chunk.run, kid, chunk.kind, *row))
+                this_id = int(cur.lastrowid or 0)
+            new_tail = _OpenSegment(this_id, s, t, v) if hi - lo < SEGMENT_POINTS else None
+        pending_open[slot] = new_tail
+
+    @staticmethod
+    def _segment_row(kind: str, steps: npt.NDArray[np.int64], times: npt.NDArray[np.float64],
+                     values: Any) -> tuple[Any, ...]:
+        vmin = vmax = None
+        if kind in (codec.FLOAT, codec.INT) and len(values):
+            arr = np.asarray(values, dtype=np.float64)
+            finite_or_inf = arr[~np.isnan(arr)]
+            if finite_or_inf.size:
+                vmin, vmax = float(finite_or_inf.min()), float(finite_or_inf.max())
+        return (
+            len(steps), int(steps.min()), int(steps.max()), float(times.min()),
+            float(times.max()), vmin, vmax, codec.encode_steps(steps),
+            codec.encode_times(times), codec.encode_values(kind, values),
+        )
+
+    def keys(self, rid: int) -> list[KeyInfo]:
+        """See :meth:`Store.keys`."""
+        with self.lock:
+            rows = self._conn.execute(
+                "SELECT k.name, SUM(s.n), MIN(s.step_min), MAX(s.step_max),"
+                " GROUP_CONCAT(DISTINCT s.kind) FROM segments s"
+                " JOIN metric_keys k ON k.id = s.key WHERE s.run = ? GROUP BY k.name"
+                " ORDER BY k.name", (rid,)).fetchall()
+        return [KeyInfo(key=r[0], count=int(r[1]), step_min=int(r[2]), step_max=int(r[3]),
+                        kinds=sorted(r[4].split(","))) for r in rows]
+
+    def series(self, rid: int, key: str, start: float | None = None,
+               end: float | None = None) -> Series:
+        """See :meth:`Store.series`."""
+        sql = ("SELECT s.kind, s.n, s.steps, s.times, s.vals FROM segments s"
+               " JOIN metric_keys k ON k.id = s.key WHERE s.run = ? AND k.name = ?")
+        args: list[Any] = [rid, key]
+        if start is not None:
+            sql += " AND s.step_max >= ?"
+            args.append(start)
+        if end is not None:
+            sql += " AND s.step_min <= ?"
+            args.append(end)
+        with self.lock:
+            rows = self._conn.execute(sql + " ORDER BY s.id", args).fetchall()
+        return decode_segments(key, rows, start, end)
+
+    def media(self, rid: int, key: str | None = None) -> list[MediaRow]:
+        """See :meth:`Store.media`."""
+        sql = "SELECT run, key, step, type, path, meta, time FROM media WHERE run = ?"
+        args: list[Any] = [rid]
+        if key is not None:
+            sql += " AND key = ?"
+            args.append(key)
+        with self.lock:
+            rows = self._conn.execute(sql + " ORDER BY step, id", args).fetchall()
+        return [MediaRow(run=r[0], key=r[1], step=r[2], type=r[3], path=r[4],
+                         meta=json.loads(r[5]), time=r[6]) for r in rows]
+
+    def alerts(self, rid: int) -> list[AlertRow]:
+        """See :meth:`Store.alerts`."""
+        with self.lock:
+            rows = self._conn.execute(
+                "SELECT run, title, text, level, step, time FROM alerts WHERE run = ?"
+                " ORDER BY time, id", (rid,)).fetchall()
+        return [AlertRow(run=r[0], title=r[1], text=r[2], level=r[3], step=r[4], time=r[5])
+                for r in rows]
+
+    def is_replayed(self, spill_name: str) -> bool:
+        """See :meth:`Store.is_replayed`."""
+        with self.lock:
+            row = self._conn.execute(
+                "SELECT 1 FROM replayed_spills WHERE name = ?", (spill_name,)).fetchone()
+        return row is not None
+
+
+def decode_segments(key: str, rows: list[tuple[Any, ...]], start: float | None,
+                    end: float | None) -> Series:
+    """Decode segment rows (kind, n, steps, times, vals) into one step-sorted series."""
+    if not rows:
+        return Series(key, np.empty(0, np.int64), np.empty(0, np.float64),
+                      np.empty(0, np.float64))
+    steps = [codec.decode_steps(r[2]) for r in rows]
+    times = [codec.decode_times(r[3]) for r in rows]
+    vals = [codec.decode_values(r[0], r[4], r[1]) for r in rows]
+    kinds = {r[0] for r in rows}
+    if len(kinds) > 1:
+        vals = [v.astype(object) for v in vals]
+    s = np.concatenate(steps)
+    t = np.concatenate(times)
+    v = np.concatenate(vals)
+    if len(s) > 1 and np.any(s[1:] < s[:-1]):
+        order = np.argsort(s, kind="stable")
+        s, t, v = s[order], t[order], v[order]
+    if start is not None or end is not None:
+        lo = 0 if start is None else int(np.searchsorted(s, start, side="left"))
+        hi = len(s) if end is None else int(np.searchsorted(s, end, side="right"))
+        s, t, v = s[lo:hi], t[lo:hi], v[lo:hi]
+    return Series(key, s, t, v)

@@ -1,0 +1,81 @@
+"""Module-level functions (``runfleet.log`` ...) that act on the active run."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from runfleet.tracking import session
+from runfleet.tracking.config import Config
+from runfleet.tracking.disabled import DisabledRun
+from runfleet.tracking.run import Run
+from runfleet.tracking.summary import Summary
+
+_detached_config = Config()
+_detached_summary = Summary()
+
+
+def current_run() -> Run | DisabledRun | None:
+    """The active run or None (``runfleet.run``)."""
+    return session.active_run()
+
+
+def current_config() -> Config:
+    """The active run's config; before ``init()``, a detached empty config."""
+    run = session.active_run()
+    return run.config if run is not None else _detached_config
+
+
+def current_summary() -> Summary:
+    """The active run's summary; before ``init()``, a detached empty summary."""
+    run = session.active_run()
+    return run.summary if run is not None else _detached_summary
+
+
+def log(data: Mapping[str, Any], step: int | None = None, commit: bool | None = None) -> None:
+    """Log metrics to the active run; see :meth:`Run.log`."""
+    run = session._active
+    if run is None:
+        run = session.require_run("log")
+    run.log(data, step=step, commit=commit)
+
+
+def finish(exit_code: int | None = None, quiet: bool | None = None) -> None:
+    """Finish the active run, if any (flushes everything to disk)."""
+    run = session.active_run()
+    if run is not None:
+        run.finish(exit_code=exit_code, quiet=quiet)
+
+
+def define_metric(name: str, step_metric: str | None = None, summary: str | None = None,
+                  goal: str | None = None, hidden: bool = False,
+                  step_sync: bool | None = None, overwrite: bool | None = None) -> Any:
+    """Declare a metric's x-axis and summary on the active run; see :meth:`Run.define_metric`."""
+    return session.require_run("define_metric").define_metric(
+        name, step_metric=step_metric, summary=summary, goal=goal, hidden=hidden,
+        step_sync=step_sync, overwrite=overwrite)
+
+
+def alert(title: str, text: str, level: Any = "info", wait_duration: Any = None) -> None:
+    """Record an alert on the active run; see :meth:`Run.alert`."""
+    session.require_run("alert").alert(title, text, level=level, wait_duration=wait_duration)
+
+
+def watch(*args: Any, **kwargs: Any) -> None:
+    """Accepted for wandb compatibility; does nothing (gradients are not tracked)."""
+
+
+def save(*args: Any, **kwargs: Any) -> None:
+    """Accepted for wandb compatibility; does nothing (runs are local, nothing is uploaded)."""
+
+
+def login(*args: Any, **kwargs: Any) -> bool:
+    """Accepted for wandb compatibility; runfleet needs no login. Returns True."""
+    return True
+
+
+def show(project: str | None = None, **kwargs: Any) -> None:
+    """Open the dashboard (``runfleet show``); not available in this version yet."""
+    raise NotImplementedError(
+        "the runfleet dashboard is not available yet; read runs with runfleet.Api() or "
+        "`runfleet runs` / `runfleet export` meanwhile")

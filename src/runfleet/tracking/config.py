@@ -1,0 +1,144 @@
+"""Run configuration with attribute and item access, like ``wandb.config``.
+
+Values are made JSON-ready when set (numpy and torch scalars become numbers, dataclasses,
+argparse namespaces and mappings become dicts, paths and other objects become text) so what
+is stored is what you read back. Every change is persisted by the writer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import threading
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from pathlib import PurePath
+from typing import Any
+
+
+def to_config_value(value: Any) -> Any:
+    """Convert ``value`` to something JSON can hold, keeping numbers exact."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, Mapping):
+        return {str(k): to_config_value(v) for k, v in value.items()}
+    if isinstance(value, argparse.Namespace):
+        return to_config_value(vars(value))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_config_value(dataclasses.asdict(value))
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_config_value(v) for v in value]
+    if isinstance(value, PurePath):
+        return str(value)
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "size", getattr(value, "numel", lambda: 1)) in (1, None):
+        try:
+            return to_config_value(item())
+        except (ValueError, RuntimeError, TypeError):
+            pass
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist):
+        return to_config_value(tolist())
+    to_dict = getattr(value, "to_dict", None)
+    if callable(to_dict):
+        try:
+            return to_config_value(to_dict())
+        except Exception:  # a foreign to_dict() may fail; fall back to text below
+            pass
+    return str(value)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return bool(a == b)
+
+
+class Config(MutableMapping[str, Any]):
+    """A run's configuration: ``config.lr``, ``config["lr"]``, ``config.update({...})``.
+
+    Example:
+        >>> c = Config({"lr": 1e-3})
+        >>> c.update({"batch_size": 32})
+        >>> c.lr, c["batch_size"]
+        (0.001, 32)
+    """
+
+    def __init__(self, values: Mapping[str, Any] | None = None,
+                 on_change: Callable[[dict[str, Any]], None] | None = None) -> None:
+        object.__setattr__(self, "_lock", threading.Lock())
+        object.__setattr__(self, "_values", {})
+        object.__setattr__(self, "_on_change", None)
+        if values:
+            self.update(values)
+        object.__setattr__(self, "_on_change", on_change)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.update({key: value})
+
+    def __delitem__(self, key: str) -> None:
+        with self._lock:
+            del self._values[key]
+            snapshot = dict(self._values)
+        if self._on_change is not None:
+            self._on_change(snapshot)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._values))
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(f"config has no key {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self.update({name: value})
+
+    def __repr__(self) -> str:
+        return f"Config({self._values!r})"
+
+    def update(self, *args: Any, allow_val_change: bool = True, **kwargs: Any) -> None:
+        """Merge a mapping, an argparse namespace, a dataclass or keyword arguments.
+
+        ``allow_val_change`` is accepted for wandb compatibility (changes are always allowed).
+        """
+        merged: dict[str, Any] = {}
+        for arg in args:
+            if arg is None:
+                continue
+            value = to_config_value(arg)
+            if not isinstance(value, dict):
+                raise TypeError(f"config.update() needs a mapping, got {type(arg).__name__}")
+            merged.update(value)
+        merged.update({k: to_config_value(v) for k, v in kwargs.items()})
+        if not merged:
+            return
+        with self._lock:
+            changed = any(k not in self._values or not _same(self._values[k], v)
+                          for k, v in merged.items())
+            self._values.update(merged)
+            snapshot = dict(self._values)
+        if changed and self._on_change is not None:
+            self._on_change(snapshot)
+
+    def setdefaults(self, values: Mapping[str, Any]) -> None:
+        """Set keys that are not set yet (wandb's ``config.setdefaults``)."""
+        self.update({k: v for k, v in values.items() if k not in self._values})
+
+    def as_dict(self) -> dict[str, Any]:
+        """A plain-dict copy."""
+        with self._lock:
+            return dict(self._values)

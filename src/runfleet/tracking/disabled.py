@@ -1,0 +1,62 @@
+"""The run returned by ``init(mode="disabled")``: same surface, does nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+from runfleet.tracking.config import Config
+from runfleet.tracking.summary import Summary
+
+
+class DisabledRun:
+    """A no-op stand-in for :class:`Run`; ``config`` and ``summary`` still hold values."""
+
+    def __init__(self, project: str, name: str | None, config: Any) -> None:
+        self.id = "disabled"
+        self.name = name or "disabled"
+        self.project = project
+        self.group: str | None = None
+        self.tags: tuple[str, ...] = ()
+        self.notes: str | None = None
+        self.config = Config(config) if config is not None else Config()
+        self.summary = Summary()
+        self.step = 0
+        self.dir = ""
+        self.url = None
+        self.path = f"{project}/disabled"
+        self.finished = False
+
+    def log(self, data: Mapping[str, Any], step: int | None = None,
+            commit: bool | None = None) -> None:
+        """Does nothing."""
+
+    def define_metric(self, name: str, *args: Any, **kwargs: Any) -> None:
+        """Does nothing."""
+
+    def alert(self, title: str, text: str, level: Any = "info", wait_duration: Any = None
+              ) -> None:
+        """Does nothing."""
+
+    def finish(self, exit_code: int | None = None, quiet: bool | None = None,
+               status: str | None = None) -> None:
+        """Marks the stand-in finished; nothing is written."""
+        self.finished = True
+        from runfleet.tracking import session
+
+        if session._active is self:
+            session._active = None
+
+    def watch(self, *args: Any, **kwargs: Any) -> None:
+        """Does nothing."""
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Does nothing."""
+
+    def __enter__(self) -> DisabledRun:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.finish()

@@ -1,0 +1,265 @@
+"""The Run: what ``runfleet.init()`` returns and ``runfleet.log()`` writes to."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import traceback
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+from runfleet.home import Home
+from runfleet.store.base import COMPLETED, FAILED, AlertRow
+from runfleet.tracking.config import Config
+from runfleet.tracking.summary import MetricDefinition, Summary, parse_summary_modes
+from runfleet.tracking.values import FAST_TYPES, normalize_dict, normalize_value
+from runfleet.tracking.writer import WAKE_AT_RECORDS, RunTarget, Writer
+
+logger = logging.getLogger("runfleet")
+
+ALERT_LEVELS = ("info", "warn", "error")
+
+
+class Run:
+    """A tracked run. Create it with :func:`runfleet.init`; log with :meth:`log`.
+
+    Attributes: ``id``, ``name``, ``project``, ``group``, ``tags``, ``notes``, ``config``
+    (:class:`Config`), ``summary`` (:class:`Summary`), ``step`` (next auto step), ``dir``.
+
+    Example:
+        >>> import runfleet
+        >>> with runfleet.init(project="doc", dir="/tmp/rf-doc", config={"lr": 0.1}) as run:
+        ...     run.log({"loss": 1.0})
+    """
+
+    def __init__(self, *, home: Home, writer: Writer, rid: int, id: str, name: str,
+                 project: str, group: str | None, tags: list[str], notes: str | None,
+                 config: Config, summary: Summary, metadata: dict[str, Any], step: int,
+                 on_finish: Any = None) -> None:
+        self._home = home
+        self._writer = writer
+        self._queue = writer.queue
+        self._rid = rid
+        self.id = id
+        self._name = name
+        self.project = project
+        self.group = group
+        self._tags = list(tags)
+        self._notes = notes
+        self.config = config
+        self.summary = summary
+        self._step = step
+        self._finished = False
+        self._on_finish = on_finish
+        self._target = RunTarget(rid=rid, project=project, run_id=id, summary=summary,
+                                 metadata=metadata)
+        self._monitor: Any = None
+        self.start_time = time.time()
+        writer.add_target(self._target)
+
+    # -- properties ------------------------------------------------------------------------
+    @property
+    def dir(self) -> str:
+        """The home directory this run is stored in."""
+        return str(self._home.root)
+
+    @property
+    def step(self) -> int:
+        """The step the next ``log()`` without ``step=`` will use."""
+        return self._step
+
+    @property
+    def name(self) -> str:
+        """The run's display name (settable)."""
+        return self._name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = str(value)
+        self._writer.update_run(self._rid, name=self._name)
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """The run's tags (settable with a list)."""
+        return tuple(self._tags)
+
+    @tags.setter
+    def tags(self, value: Any) -> None:
+        self._tags = [str(t) for t in value]
+        self._writer.update_run(self._rid, tags=self._tags)
+
+    @property
+    def notes(self) -> str | None:
+        """Free-text notes (settable)."""
+        return self._notes
+
+    @notes.setter
+    def notes(self, value: str | None) -> None:
+        self._notes = value
+        self._writer.update_run(self._rid, notes=value)
+
+    @property
+    def finished(self) -> bool:
+        """True once :meth:`finish` ran."""
+        return self._finished
+
+    @property
+    def url(self) -> None:
+        """Runs are local: there is no web URL (kept for wandb compatibility)."""
+        return None
+
+    @property
+    def path(self) -> str:
+        """``project/id``, the address ``Api().run()`` accepts."""
+        return f"{self.project}/{self.id}"
+
+    # -- logging -----------------------------------------------------------------------------
+    def log(self, data: Mapping[str, Any], step: int | None = None,
+            commit: bool | None = None) -> None:
+        """Log a dict of metrics at ``step`` (default: the next step).
+
+        Values: int, float (NaN and infinities included), bool, str, numpy/torch scalars,
+        :class:`Image`, :class:`Table`, :class:`Histogram`; nested dicts flatten to
+        ``outer.inner``. ``commit=False`` keeps the step for the next call. Never blocks
+        on disk; raises ``TypeError`` naming the key for a value it cannot store.
+        """
+        if self._finished:
+            raise RuntimeError(f"run {self.id} is finished; start a new one with runfleet.init()")
+        if type(data) is not dict and not isinstance(data, Mapping):
+            raise TypeError(
+                f"log() takes a dict of metrics, got {type(data).__name__}: {data!r:.60}")
+        clean: dict[str, Any] | None = None
+        for k, v in data.items():  # hot path: plain str keys and plain scalar values
+            if type(k) is not str or type(v) not in FAST_TYPES:
+                clean = normalize_dict(data)
+                break
+        if clean is None:
+            clean = dict(data)
+        if step is None:
+            at = self._step
+            if commit is not False:
+                self._step = at + 1
+        else:
+            at = _as_step(step)
+            if commit is not False:
+                self._step = max(self._step, at + 1)
+            else:
+                self._step = max(self._step, at)
+        if clean:
+            queue = self._queue
+            queue.append((self._rid, at, time.time(), clean))
+            if len(queue) >= WAKE_AT_RECORDS:
+                self._writer.wake()
+
+    def _log_system(self, index: int, data: dict[str, Any]) -> None:
+        """System-metric samples use their own step (sample index) under ``system/``."""
+        if not self._finished:
+            self._writer.put(self._rid, index, time.time(), data)
+
+    def define_metric(self, name: str, step_metric: str | None = None,
+                      summary: str | None = None, goal: str | None = None,
+                      hidden: bool = False, step_sync: bool | None = None,
+                      overwrite: bool | None = None) -> MetricDefinition:
+        """Declare how a metric (or glob pattern such as ``"eval/*"``) is summarised and plotted.
+
+        ``step_metric`` names the metric used as its x-axis; ``summary`` is ``min``,
+        ``max``, ``mean``, ``last``, ``first`` or ``none`` (comma-separated for several);
+        ``goal`` is ``minimize`` or ``maximize``. ``step_sync`` and ``overwrite`` are
+        accepted for wandb compatibility.
+        """
+        if not isinstance(name, str) or not name:
+            raise TypeError("define_metric() needs a metric name or glob pattern (str)")
+        if goal is not None and goal not in ("minimize", "maximize"):
+            raise ValueError(f"goal must be 'minimize' or 'maximize', got {goal!r}")
+        definition = MetricDefinition(pattern=name, step_metric=step_metric,
+                                      summary=parse_summary_modes(summary), goal=goal,
+                                      hidden=hidden)
+        self.summary.define(definition)
+        with self._target.lock:
+            defs = self._target.metadata.setdefault("metrics", [])
+            defs.append(definition.to_json())
+            self._target.metadata_dirty = True
+        return definition
+
+    def alert(self, title: str, text: str, level: Any = "info",
+              wait_duration: Any = None) -> None:
+        """Record an alert on the run (also printed through the ``runfleet`` logger).
+
+        ``level`` is ``info``, ``warn`` or ``error`` (wandb's ``AlertLevel`` works too).
+        """
+        lvl = str(getattr(level, "value", level)).lower()
+        lvl = {"warning": "warn", "critical": "error"}.get(lvl, lvl)
+        if lvl not in ALERT_LEVELS:
+            raise ValueError(f"alert level must be one of {ALERT_LEVELS}, got {level!r}")
+        self._writer.alert(AlertRow(self._rid, str(title), str(text), lvl,
+                                    self._step, time.time()))
+        py_level = {"info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}[lvl]
+        logger.log(py_level, "alert on run %s: %s: %s", self.name, title, text)
+
+    def finish(self, exit_code: int | None = None, quiet: bool | None = None,
+               status: str | None = None) -> None:
+        """Flush everything and mark the run completed (or failed with a non-zero code)."""
+        if self._finished:
+            return
+        self._finished = True
+        if self._monitor is not None:
+            self._monitor.stop()
+        final = status or (FAILED if exit_code not in (None, 0) else COMPLETED)
+        self._writer.update_run(self._rid, status=final, finished=time.time(),
+                                heartbeat=time.time())
+        self._writer.flush()
+        self._writer.remove_target(self._rid)
+        if self._on_finish is not None:
+            self._on_finish(self)
+
+    def fail(self, message: str) -> None:
+        """Record a failure (as an error alert with ``message``) and finish as failed."""
+        if self._finished:
+            return
+        self.alert("run failed", message, "error")
+        self.finish(status=FAILED)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc is not None and not isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            self.fail("".join(traceback.format_exception(exc_type, exc, tb)))
+        else:
+            self.finish()
+
+    def __repr__(self) -> str:
+        return f"<Run {self.project}/{self.id} name={self._name!r}>"
+
+    # -- wandb niceties --------------------------------------------------------------------------
+    def watch(self, *args: Any, **kwargs: Any) -> None:
+        """Accepted for wandb compatibility; gradients are not tracked (no-op)."""
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Accepted for wandb compatibility; files are not uploaded anywhere (no-op)."""
+
+    def mark_preempting(self) -> None:
+        """Accepted for wandb compatibility (no-op)."""
+
+
+def _as_step(step: Any) -> int:
+    if isinstance(step, bool):
+        raise TypeError("step must be an int, got bool")
+    value: Any
+    if isinstance(step, int):
+        value = int(step)
+    else:
+        try:
+            value = normalize_value("step", step)
+        except TypeError:
+            raise TypeError(f"step must be an int, got {type(step).__name__}") from None
+        if isinstance(value, float) and value.is_integer() and math.isfinite(value):
+            value = int(value)
+        if type(value) is not int:
+            raise TypeError(f"step must be an int, got {step!r}")
+    if value < 0:
+        raise ValueError(f"step must be >= 0, got {value}")
+    return value

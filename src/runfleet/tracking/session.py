@@ -1,0 +1,247 @@
+"""``runfleet.init`` and the module-level functions that act on the active run."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import getpass
+import os
+import platform
+import socket
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+from runfleet.errors import RunfleetError
+from runfleet.home import Home
+from runfleet.store.base import FAILED, RUNNING
+from runfleet.tracking import homes
+from runfleet.tracking.config import Config
+from runfleet.tracking.disabled import DisabledRun
+from runfleet.tracking.names import new_run_id, new_run_name
+from runfleet.tracking.run import Run
+from runfleet.tracking.summary import MetricDefinition, Summary
+from runfleet.tracking.system import DEFAULT_INTERVAL_S, SystemMonitor
+
+DEFAULT_PROJECT = "uncategorized"
+MODES = ("offline", "online", "disabled")
+RESUME_VALUES = (None, False, True, "never", "allow", "must", "auto")
+# Arguments of wandb.init / trackio.init that only make sense with a cloud service.
+_CLOUD_ONLY = frozenset({
+    "entity", "space_id", "dataset_id", "anonymous", "save_code", "sync_tensorboard",
+    "monitor_gym", "settings", "magic", "allow_val_change", "force", "tensorboard",
+    "fork_from", "resume_from", "private", "embed", "auto_log_gpu", "gpu_log_interval",
+    "webhook_url", "webhook_min_level", "bucket_id", "config_exclude_keys",
+    "config_include_keys", "mode_", "job_type", "dir_", "host", "server_url",
+})
+
+_state_lock = threading.RLock()
+_active: Run | DisabledRun | None = None
+_warned: set[str] = set()
+_uncaught: list[BaseException] = []
+
+
+def active_run() -> Run | DisabledRun | None:
+    """The run of the last ``init()`` not yet finished in this process, or None."""
+    return _active
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        warnings.warn(message, UserWarning, stacklevel=4)
+
+
+def init(
+    project: str | None = None,
+    name: str | None = None,
+    group: str | None = None,
+    config: Mapping[str, Any] | Any = None,
+    tags: Any = None,
+    notes: str | None = None,
+    id: str | None = None,
+    resume: bool | str | None = None,
+    dir: str | os.PathLike[str] | None = None,
+    mode: str | None = None,
+    reinit: Any = None,
+    system_metrics: bool | None = None,
+    system_interval: float = DEFAULT_INTERVAL_S,
+    parent: str | None = None,
+    parent_step: int | None = None,
+    **kwargs: Any,
+) -> Run | DisabledRun:
+    """Start (or resume) a run and make it the active one; returns the :class:`Run`.
+
+    Args:
+        project: project name (default ``uncategorized``).
+        name: display name (default: a generated ``adjective-noun-N``).
+        group: a group label, e.g. the sweep or experiment the run belongs to.
+        config: hyperparameters: a dict, argparse namespace or dataclass.
+        tags, notes: labels and free text.
+        id: run id (default: 8 random characters). With ``resume`` it picks the run.
+        resume: ``"allow"``/``True`` continues the run with this ``id`` (or, without an id,
+            the newest run named ``name``) if it exists; ``"must"`` requires it; ``"never"``
+            (default) refuses an existing id. Resumed runs continue after their last step.
+        dir: home directory (default ``RUNFLEET_DIR`` or ``~/.runfleet``).
+        mode: ``"offline"`` (default; ``"online"`` is the same, there is no server) or
+            ``"disabled"`` (every call is a no-op). ``RUNFLEET_MODE`` sets the default.
+        reinit: accepted for wandb compatibility; a new ``init()`` always finishes the
+            active run first.
+        system_metrics: sample CPU/RAM/GPU every ``system_interval`` seconds (default on;
+            ``RUNFLEET_SYSTEM_METRICS=0`` turns the default off).
+        parent, parent_step: lineage, for runs cloned from another run.
+
+    Cloud-only arguments of wandb and trackio (``entity``, ``space_id``, ...) are accepted,
+    warned about once and ignored; any other unknown argument is a ``TypeError``.
+    """
+    global _active
+    unknown = set(kwargs) - _CLOUD_ONLY
+    if unknown:
+        raise TypeError(f"init() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
+    for key in sorted(kwargs):
+        _warn_once(f"runfleet.init(): {key}= is a cloud-service option; ignored (runs are local)")
+    mode = (mode or os.environ.get("RUNFLEET_MODE") or "offline").lower()
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if resume not in RESUME_VALUES:
+        raise ValueError(f"resume must be one of {RESUME_VALUES}, got {resume!r}")
+    project = project or os.environ.get("RUNFLEET_PROJECT") or DEFAULT_PROJECT
+    if not isinstance(project, str):
+        raise TypeError(f"project must be a str, got {type(project).__name__}")
+    tag_list = [str(t) for t in (tags or [])] if not isinstance(tags, str) else [tags]
+
+    with _state_lock:
+        if _active is not None:
+            _active.finish()
+        if mode == "disabled":
+            _active = DisabledRun(project=project, name=name, config=config)
+            return _active
+        home = Home.resolve(dir)
+        opened = homes.get(home)
+        cfg_values = Config(config).as_dict() if config is not None else {}
+        record = None
+        if resume in (True, "allow", "must", "auto"):
+            if id is not None:
+                record = opened.store.find_run(project, id=id)
+            elif name is not None:
+                record = opened.store.find_run(project, name=name)
+            if record is None and resume == "must":
+                what = f"id {id!r}" if id is not None else f"name {name!r}"
+                raise ValueError(f"resume='must' but project {project!r} has no run with {what}")
+        elif id is not None and opened.store.find_run(project, id=id) is not None:
+            raise ValueError(
+                f"run id {id!r} already exists in project {project!r}; pass resume='allow' "
+                f"to continue it, or choose another id")
+
+        if record is not None:
+            merged = {**record.config, **cfg_values}
+            fields: dict[str, Any] = {"status": RUNNING, "finished": None,
+                                      "heartbeat": time.time(), "config": merged}
+            if tag_list:
+                fields["tags"] = tag_list
+            if notes is not None:
+                fields["notes"] = notes
+            if group is not None:
+                fields["grp"] = group
+            opened.store.update_run(record.rid, **fields)
+            metadata = dict(record.metadata)
+            metadata.setdefault("resumed", []).append(time.time())
+            definitions = [MetricDefinition.from_json(d) for d in metadata.get("metrics", [])]
+            summary = Summary(record.summary, metadata.get("summary_state"), definitions)
+            rid, run_id, run_name = record.rid, record.id, record.name
+            step = record.last_step + 1
+            group = group if group is not None else record.group
+            tag_list = tag_list or list(record.tags)
+            notes = notes if notes is not None else record.notes
+            cfg_values = merged
+        else:
+            metadata = _environment()
+            run_id = id or new_run_id()
+            count = next((p.run_count for p in opened.store.projects() if p.name == project), 0)
+            run_name = name or new_run_name(count + 1)
+            record = opened.store.create_run(
+                project, run_id, run_name, group=group, config=cfg_values, tags=tag_list,
+                notes=notes, parent=parent, parent_step=parent_step, metadata=metadata)
+            rid, step = record.rid, 0
+            summary = Summary()
+
+        run = Run(home=home, writer=opened.writer, rid=rid, id=run_id, name=run_name,
+                  project=project, group=group, tags=tag_list, notes=notes,
+                  config=Config(cfg_values, on_change=lambda snapshot: opened.writer.update_run(
+                      rid, config=snapshot)),
+                  summary=summary, metadata=metadata, step=step, on_finish=_on_finish)
+        if _system_metrics_enabled(system_metrics):
+            run._monitor = SystemMonitor(
+                lambda i, d: run._log_system(i, d), interval=system_interval).start()
+        _active = run
+        _install_hooks()
+        return run
+
+
+def _system_metrics_enabled(flag: bool | None) -> bool:
+    if flag is not None:
+        return bool(flag)
+    return os.environ.get("RUNFLEET_SYSTEM_METRICS", "1").lower() not in ("0", "false", "no")
+
+
+def _environment() -> dict[str, Any]:
+    try:
+        user = getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        user = None
+    return {
+        "host": socket.gethostname(), "pid": os.getpid(), "user": user,
+        "python": platform.python_version(), "platform": platform.platform(),
+        "argv": list(sys.argv), "cwd": os.getcwd(), "started": time.time(),
+    }
+
+
+def _on_finish(run: Run) -> None:
+    global _active
+    with _state_lock:
+        if _active is run:
+            _active = None
+
+
+def require_run(what: str) -> Run | DisabledRun:
+    """The active run, or a clear error telling the user to call ``init()`` first."""
+    run = _active
+    if run is None:
+        raise RunfleetError(f"runfleet.{what}() needs an active run: call runfleet.init() first")
+    return run
+
+
+_hooks_installed = False
+
+
+def _install_hooks() -> None:
+    global _hooks_installed
+    if _hooks_installed:
+        return
+    _hooks_installed = True
+    previous = sys.excepthook
+
+    def hook(exc_type: type[BaseException], exc: BaseException,
+             tb: TracebackType | None) -> None:
+        _uncaught.append(exc)
+        run = _active
+        if isinstance(run, Run) and not isinstance(exc, KeyboardInterrupt):
+            import traceback
+
+            with contextlib.suppress(Exception):  # never mask the user's own traceback
+                run.fail("".join(traceback.format_exception(exc_type, exc, tb)))
+        previous(exc_type, exc, tb)
+
+    sys.excepthook = hook
+    atexit.register(_finish_at_exit)
+
+
+def _finish_at_exit() -> None:
+    run = _active
+    if run is not None:
+        status = FAILED if _uncaught else None
+        run.finish(status=status) if isinstance(run, Run) else run.finish()

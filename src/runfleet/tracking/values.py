@@ -1,0 +1,73 @@
+"""Validation and normalisation of logged values, on the caller's thread.
+
+``log()`` must answer in microseconds, so plain Python scalars pass through untouched; numpy
+scalars, 0-d arrays and torch 0-d tensors become Python scalars (copied now, so a tensor
+changed in place later does not change what was logged); media objects are kept as they are
+for the writer thread to save. Anything else raises ``TypeError`` naming the key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from runfleet.tracking.media import Media
+
+FAST_TYPES = frozenset({float, int, bool, str, type(None)})
+
+
+def normalize_value(key: str, value: Any) -> Any:
+    """Return ``value`` as a Python scalar, None or :class:`Media`; raise TypeError otherwise."""
+    if type(value) in FAST_TYPES or isinstance(value, Media):
+        return value
+    if isinstance(value, (bool, int, float, str)):  # subclasses, e.g. IntEnum, np.float64
+        if isinstance(value, bool):
+            return bool(value)
+        if isinstance(value, int):
+            return int(value)
+        if isinstance(value, float):
+            return float(value)
+        return str(value)
+    item = getattr(value, "item", None)
+    if callable(item):
+        size = getattr(value, "size", None)
+        numel = getattr(value, "numel", None)
+        n = numel() if callable(numel) else size
+        if n == 1 or n is None:
+            if hasattr(value, "detach"):  # torch tensor: no autograd graph kept alive
+                value = value.detach()
+            try:
+                scalar = item()
+            except (ValueError, RuntimeError, TypeError) as exc:
+                raise TypeError(f"cannot log {key!r}: {exc}") from exc
+            if type(scalar) in FAST_TYPES:
+                return scalar
+            if isinstance(scalar, complex):
+                raise TypeError(f"cannot log {key!r}: complex values are not supported")
+        else:
+            raise TypeError(
+                f"cannot log {key!r}: an array of {n} values is not a scalar; log one "
+                f"number per key, or wrap it in runfleet.Histogram(...)"
+            )
+    raise TypeError(
+        f"cannot log {key!r}: values of type {type(value).__name__} are not supported "
+        f"(use a number, bool, str, a numpy/torch scalar, or runfleet.Image/Table/Histogram)"
+    )
+
+
+def normalize_dict(data: Mapping[Any, Any], prefix: str = "") -> dict[str, Any]:
+    """Validate a whole ``log()`` payload; nested dicts flatten to ``outer.inner`` keys."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if type(key) is not str:
+            raise TypeError(
+                f"log() keys must be str, got {type(key).__name__} key {key!r}"
+            )
+        full = prefix + key
+        if type(value) in FAST_TYPES:
+            out[full] = value
+        elif isinstance(value, Mapping):
+            out.update(normalize_dict(value, full + "."))
+        else:
+            out[full] = normalize_value(full, value)
+    return out
