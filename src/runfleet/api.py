@@ -426,8 +426,14 @@ def _wide_frame(series: list[Series]) -> pd.DataFrame:
     frames = []
     for s in series:
         occurrence = _occurrence(s.steps)
+        # Nullable dtypes keep ints and bools exact where other keys add rows without them.
+        values: Any = s.values
+        if values.dtype.kind in "iu":
+            values = pd.array(values, dtype="Int64")
+        elif values.dtype.kind == "b":
+            values = pd.array(values, dtype="boolean")
         frames.append(pd.DataFrame({"_step": s.steps, "_occ": occurrence,
-                                    "_t_" + s.key: s.times, s.key: s.values}))
+                                    "_t_" + s.key: s.times, s.key: values}))
     merged = frames[0]
     for f in frames[1:]:
         merged = merged.merge(f, on=["_step", "_occ"], how="outer", sort=False)

@@ -111,8 +111,13 @@ class SQLiteStore(Store):
         self._open: dict[tuple[int, int, str], _OpenSegment] = {}
 
     @classmethod
-    def open(cls, path: Path, *, read_only: bool = False) -> SQLiteStore:
-        """Open (creating and migrating when needed) the database at ``path``."""
+    def open(cls, path: Path, *, read_only: bool = False,
+             max_pages: int | None = None) -> SQLiteStore:
+        """Open (creating and migrating when needed) the database at ``path``.
+
+        ``max_pages`` caps the database size (SQLite pages of 4 KiB): writes past it fail
+        like a full disk, and the tracker spills them to files until room is made.
+        """
         check_database_file(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -127,6 +132,8 @@ class SQLiteStore(Store):
             migrate(conn, str(path))
             if read_only:
                 conn.execute("PRAGMA query_only = ON")
+            if max_pages is not None:
+                conn.execute(f"PRAGMA max_page_count = {int(max_pages)}")
         except sqlite3.DatabaseError as exc:
             conn.close()
             if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
@@ -348,7 +355,8 @@ class SQLiteStore(Store):
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     (a.run, a.title, a.text, a.level, a.step, a.time))
             for rid, fields in batch.run_updates.items():
-                self._update_run(rid, fields)
+                # A replayed batch keeps its own time, so newer updates are recognisable.
+                self._update_run(rid, {"updated": batch.created, **fields})
 
         try:
             self._run_in_transaction(body)

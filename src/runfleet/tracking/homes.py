@@ -20,6 +20,8 @@ from runfleet.tracking import spill
 from runfleet.tracking.writer import RunfleetWriteWarning, Writer, writer_pid_guard
 
 _OPEN_RETRY_S = 60.0
+# Optional cap on the database size in 4 KiB pages; writes past it spill to files.
+MAX_PAGES_ENV = "RUNFLEET_MAX_DB_PAGES"
 
 
 @dataclass
@@ -39,11 +41,13 @@ _pid = os.getpid()
 def open_store(home: Home) -> SQLiteStore:
     """Open the home's database, retrying while another process holds the write lock."""
     home.ensure()
+    quota = os.environ.get(MAX_PAGES_ENV)
+    max_pages = int(quota) if quota else None
     deadline = time.monotonic() + _OPEN_RETRY_S
     delay = 0.01
     while True:
         try:
-            return SQLiteStore.open(home.db_path)
+            return SQLiteStore.open(home.db_path, max_pages=max_pages)
         except StoreBusyError:
             if time.monotonic() > deadline:
                 raise

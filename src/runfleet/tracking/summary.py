@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from runfleet.tracking.config import to_config_value
+
 SUMMARY_MODES = ("min", "max", "mean", "last", "first", "none")
 _KEEP = object()  # "no new value": keep the current last value
 
@@ -87,6 +89,7 @@ class Summary(MutableMapping[str, Any]):
             return self._values[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
+        value = to_config_value(value)  # numpy/torch scalars become plain numbers
         with self._lock:
             self._values[key] = value
             object.__setattr__(self, "_dirty", True)

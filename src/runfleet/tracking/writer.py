@@ -44,7 +44,6 @@ BUSY_DEADLINE_S = 120.0  # give up retrying a locked database and spill after th
 ERROR_RETRIES = 3  # other database errors: retries before spilling
 HEARTBEAT_S = 10.0
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_EXACT_FLOAT_INT = 2**53
 
 
 class RunfleetWriteWarning(RuntimeWarning):
@@ -104,11 +103,6 @@ def _column_kinds(col: list[Any]) -> tuple[str, Any] | None:
             return codec.INT, np.array(col, dtype=np.int64)
         except OverflowError:
             return None
-    if types == {float, int}:
-        ints = [v for v in col if type(v) is int]
-        if all(-_EXACT_FLOAT_INT <= v <= _EXACT_FLOAT_INT for v in ints):
-            return codec.FLOAT, np.array(col, dtype=np.float64)
-        return None
     if types == {bool}:
         return codec.BOOL, np.array(col, dtype=bool)
     return None

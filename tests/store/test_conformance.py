@@ -1,0 +1,148 @@
+"""The store contract, run against every Store implementation.
+
+A new implementation (e.g. PostgreSQL) joins by adding a factory to ``STORES``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runfleet.errors import RunNotFoundError
+from runfleet.store import codec
+from runfleet.store.base import AlertRow, MediaRow, SeriesChunk, Store, WriteBatch
+from runfleet.store.sqlite import SEGMENT_POINTS, SQLiteStore
+
+
+def _sqlite(tmp: Path) -> Store:
+    return SQLiteStore.open(tmp / "runfleet.db")
+
+
+STORES: dict[str, Callable[[Path], Store]] = {"sqlite": _sqlite}
+
+
+@pytest.fixture(params=sorted(STORES))
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    s = STORES[request.param](tmp_path)
+    yield s
+    s.close()
+
+
+def _chunk(rid: int, key: str, steps: list[int], values: Sequence[object],
+           kind: str = codec.FLOAT) -> SeriesChunk:
+    vals: object = np.array(values, dtype=np.float64) if kind == codec.FLOAT else list(values)
+    return SeriesChunk(rid, key, kind, np.array(steps, dtype=np.int64),
+                       np.array([1.7e9 + s for s in steps], dtype=np.float64), vals)
+
+
+def test_create_and_find_runs(store: Store) -> None:
+    run = store.create_run("p", "abc", "first", group="g", config={"lr": 0.1}, tags=["t"])
+    assert store.find_run("p", id="abc") == run
+    assert store.find_run("p", name="first") == run
+    assert store.find_run("p", id="nope") is None
+    assert store.get_run(run.rid).config == {"lr": 0.1}
+    with pytest.raises(ValueError, match="already exists"):
+        store.create_run("p", "abc", "again")
+    with pytest.raises(RunNotFoundError):
+        store.get_run(10_000)
+
+
+def test_projects_and_unknown_project(store: Store) -> None:
+    store.create_run("p1", "a", "a")
+    store.create_run("p1", "b", "b")
+    store.create_run("p2", "c", "c")
+    assert [(p.name, p.run_count) for p in store.projects()] == [("p1", 2), ("p2", 1)]
+    assert [r.id for r in store.runs("p1")] == ["a", "b"]
+    with pytest.raises(ValueError, match="unknown project 'zzz'"):
+        store.runs("zzz")
+
+
+def test_update_run_columns(store: Store) -> None:
+    run = store.create_run("p", "a", "a")
+    store.update_run(run.rid, status="completed", summary={"loss": math.inf}, notes="n")
+    got = store.get_run(run.rid)
+    assert got.status == "completed" and got.summary == {"loss": math.inf} and got.notes == "n"
+    with pytest.raises(ValueError, match="cannot update"):
+        store.update_run(run.rid, bogus=5)
+
+
+def test_series_round_trip_and_range(store: Store) -> None:
+    run = store.create_run("p", "a", "a")
+    steps = list(range(10_000))
+    values = [float(s) * 0.5 for s in steps]
+    store.write(WriteBatch(series=[_chunk(run.rid, "loss", steps, values)]))
+    s = store.series(run.rid, "loss")
+    assert s.steps.tolist() == steps and s.values.tolist() == values
+    part = store.series(run.rid, "loss", 100, 199)
+    assert part.steps.tolist() == list(range(100, 200))
+    assert store.get_run(run.rid).last_step == 9_999
+    info = store.keys(run.rid)
+    assert [(k.key, k.count, k.step_min, k.step_max) for k in info] == [("loss", 10_000, 0, 9_999)]
+
+
+def test_appends_across_batches_fill_segments(store: Store) -> None:
+    run = store.create_run("p", "a", "a")
+    for start in range(0, 3 * SEGMENT_POINTS, 1000):
+        steps = list(range(start, start + 1000))
+        store.write(WriteBatch(series=[_chunk(run.rid, "x", steps, [float(s) for s in steps])]))
+    s = store.series(run.rid, "x")
+    expected = len(range(0, 3 * SEGMENT_POINTS, 1000)) * 1000
+    assert s.steps.tolist() == list(range(expected))
+    assert np.array_equal(s.values, s.steps.astype(np.float64))
+
+
+def test_one_series_is_read_without_the_others(store: Store) -> None:
+    run = store.create_run("p", "a", "a")
+    store.write(WriteBatch(series=[_chunk(run.rid, "a", [0, 1], [1.0, 2.0]),
+                                   _chunk(run.rid, "b", [0, 1], [3.0, 4.0])]))
+    assert store.series(run.rid, "a").values.tolist() == [1.0, 2.0]
+    assert store.series(run.rid, "b").values.tolist() == [3.0, 4.0]
+    assert store.series(run.rid, "missing").steps.size == 0
+
+
+def test_mixed_kinds_in_one_key_keep_order_by_step(store: Store) -> None:
+    run = store.create_run("p", "a", "a")
+    store.write(WriteBatch(series=[
+        _chunk(run.rid, "k", [0, 2], [0.5, 2.5]),
+        _chunk(run.rid, "k", [1], ["text"], kind=codec.JSON),
+    ]))
+    s = store.series(run.rid, "k")
+    assert s.steps.tolist() == [0, 1, 2]
+    assert s.values.tolist() == [0.5, "text", 2.5]
+
+
+def test_media_alerts_and_run_updates_land_together(store: Store) -> None:
+    run = store.create_run("p", "a", "a")
+    store.write(WriteBatch(
+        media=[MediaRow(run.rid, "img", 3, "image", "media/p/a/img.png", {"w": 1}, 1.0)],
+        alerts=[AlertRow(run.rid, "t", "x", "warn", 3, 2.0)],
+        run_updates={run.rid: {"summary": {"acc": 0.5}}},
+    ))
+    assert [m.path for m in store.media(run.rid)] == ["media/p/a/img.png"]
+    assert store.media(run.rid, "other") == []
+    assert [(a.title, a.level) for a in store.alerts(run.rid)] == [("t", "warn")]
+    assert store.get_run(run.rid).summary == {"acc": 0.5}
+
+
+def test_spill_names_make_replays_idempotent(store: Store) -> None:
+    run = store.create_run("p", "a", "a")
+    batch = WriteBatch(series=[_chunk(run.rid, "x", [0], [1.0])], spill_name="f:0")
+    store.write(batch)
+    store.write(batch)
+    assert store.is_replayed("f:0")
+    assert store.series(run.rid, "x").values.tolist() == [1.0]
+
+
+def test_failed_write_changes_nothing(store: Store) -> None:
+    run = store.create_run("p", "a", "a")
+    bad = WriteBatch(series=[_chunk(run.rid, "x", [0], [1.0])],
+                     run_updates={run.rid: {"no_such_column": 1}})
+    with pytest.raises(ValueError):
+        store.write(bad)
+    assert store.series(run.rid, "x").steps.size == 0
+    store.write(WriteBatch(series=[_chunk(run.rid, "x", [1], [2.0])]))
+    assert store.series(run.rid, "x").values.tolist() == [2.0]

@@ -1,0 +1,78 @@
+"""A full disk never raises in log(): points spill to a file and are replayed later."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+
+import runfleet
+from runfleet.home import Home
+from runfleet.store import codec
+from runfleet.store.base import SeriesChunk, WriteBatch
+from runfleet.tracking import spill
+from tests.conftest import subprocess_env
+
+FILL = textwrap.dedent("""
+    import sys, random, runfleet
+    random.seed(1)
+    run = runfleet.init(project="full", dir=sys.argv[1], id="r1")
+    for step in range(30000):
+        runfleet.log({"a": random.random(), "b": random.random()})
+    runfleet.alert(title="done", text="logged everything")
+    runfleet.finish()
+    print("finished without raising")
+""")
+
+
+def test_full_database_spills_and_replays_on_next_open(home: Path) -> None:
+    # 40 pages of 4 KiB: the schema fits, 60,000 random floats do not.
+    env = subprocess_env(RUNFLEET_MAX_DB_PAGES="40")
+    proc = subprocess.run([sys.executable, "-c", FILL, str(home)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "finished without raising" in proc.stdout
+    assert "database or disk is full" in proc.stderr and "spill-" in proc.stderr
+    files = spill.pending(Home.resolve(home))
+    assert files, "expected spill files"
+    assert str(files[0]) in proc.stderr  # the warning says where the points are
+
+    # The next open of the home (here: a new run in this process) replays everything.
+    runfleet.init(project="other", dir=home).finish()
+    assert spill.pending(Home.resolve(home)) == []
+    r = runfleet.Api(home).run("full", "r1")
+    h = r.history()
+    assert h["_step"].tolist() == list(range(30000))
+    import random
+
+    random.seed(1)
+    expected = [(random.random(), random.random()) for _ in range(30000)]
+    assert list(zip(h["a"], h["b"], strict=True)) == expected
+    assert r.status == "completed"
+    assert r.alerts()[0]["title"] == "done"
+
+
+def test_a_file_replayed_again_after_a_crash_adds_nothing(home: Path) -> None:
+    run = runfleet.init(project="p", dir=home, id="x")
+    runfleet.log({"v": 1.0})
+    runfleet.finish()
+    h = Home.resolve(home)
+    assert isinstance(run, runfleet.Run)
+    path = spill.write(h, _one_point_batch(run))
+    saved = path.read_bytes()
+    opened = runfleet.tracking.homes.get(h)
+    assert spill.replay(h, opened.store) == 1
+    assert not path.exists()
+    # A crash between commit and delete leaves the file behind: replaying it again is a no-op.
+    path.write_bytes(saved)
+    assert spill.replay(h, opened.store) == 0
+    assert not path.exists()
+    assert runfleet.Api(home).run("p", "x").history()["v"].tolist() == [1.0, 2.0]
+
+
+def _one_point_batch(run: runfleet.Run) -> WriteBatch:
+    return WriteBatch(series=[SeriesChunk(run._rid, "v", codec.FLOAT, np.array([1]),
+                                          np.array([1.7e9]), np.array([2.0]))])
