@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -97,3 +98,9 @@ def test_kill_9_loses_at_most_the_last_flush_interval(home: Path) -> None:
     # Points are written every 0.5 s: what is missing was logged in the last interval.
     assert killed_at - times[-1] < 1.0
     assert r.status == "running"  # heartbeat is recent; reported "crashed" once it is stale
+    # Once the heartbeat is stale and the process is gone, readers see the run as crashed.
+    conn = sqlite3.connect(home / "runfleet.db")
+    conn.execute("UPDATE runs SET heartbeat = heartbeat - 3600, updated = updated - 3600")
+    conn.commit()
+    conn.close()
+    assert runfleet.Api(home).run("kill", "victim").status == "crashed"

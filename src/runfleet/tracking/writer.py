@@ -199,7 +199,7 @@ class Writer:
             now = time.time()
             if now - self._last_heartbeat >= HEARTBEAT_S:
                 self._last_heartbeat = now
-                for rid in self._targets:
+                for rid in list(self._targets):
                     batch.run_updates.setdefault(rid, {}).setdefault("heartbeat", now)
             self._persist(batch)
             for b in barriers:
@@ -216,7 +216,7 @@ class Writer:
                     batch.alerts.append(item.row)
         if records:
             self._group_records(batch, records)
-        for rid, target in self._targets.items():
+        for rid, target in list(self._targets.items()):
             dirty = target.summary.take_dirty()
             with target.lock:
                 if dirty is not None:
@@ -235,20 +235,29 @@ class Writer:
         steps = list(map(itemgetter(1), records))
         whens = list(map(itemgetter(2), records))
         datas = list(map(itemgetter(3), records))
-        groups: dict[tuple[Any, ...], list[int]]
-        first_keys = datas[0].keys()
-        if rids.count(rids[0]) == len(rids) and all(map(first_keys.__eq__,
-                                                         map(dict.keys, datas))):
-            groups = {(rids[0], tuple(first_keys)): list(range(len(records)))}
-        else:
-            signatures = list(zip(rids, map(tuple, datas), strict=False))
-            groups = {}
-            for i, sig in enumerate(signatures):
-                members = groups.get(sig)
-                if members is None:
-                    groups[sig] = [i]
-                else:
-                    members.append(i)
+        if rids.count(rids[0]) == len(rids) and len(set(map(len, datas))) == 1:
+            # Common case: one run, every payload with the same keys. Same length plus
+            # every key of the first payload present (else KeyError) means same key set.
+            keys = tuple(datas[0])
+            try:
+                columns = [list(map(itemgetter(k), datas)) for k in keys]
+            except KeyError:
+                pass
+            else:
+                all_idx = list(range(len(records)))
+                s_arr = np.array(steps, dtype=np.int64)
+                t_arr = np.array(whens, dtype=np.float64)
+                for key, col in zip(keys, columns):
+                    self._add_series(batch, rids[0], key, [(all_idx, s_arr, t_arr, col)])
+                return
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        signatures = list(zip(rids, map(tuple, datas), strict=False))
+        for i, sig in enumerate(signatures):
+            members = groups.get(sig)
+            if members is None:
+                groups[sig] = [i]
+            else:
+                members.append(i)
         parts: dict[tuple[int, str], list[tuple[Any, ...]]] = {}
         for (rid, keys), idx in groups.items():
             if len(idx) == len(records):
