@@ -70,3 +70,11 @@ def test_bad_media_is_rejected_when_built() -> None:
         runfleet.Table(columns=["a", "b"], data=[[1]])
     with pytest.raises(ValueError, match="num_bins"):
         runfleet.Histogram([1, 2], num_bins=0)
+
+
+def test_media_paths_stay_inside_the_home(home: Path) -> None:
+    run = runfleet.init(project="../../escape", dir=home, id="x")
+    runfleet.log({"../../k": runfleet.Histogram([1, 2, 3])})
+    runfleet.finish()
+    (item,) = runfleet.Api(home).run("../../escape", run.id).media()
+    assert Path(item["path"]).resolve().is_relative_to((home / "media").resolve())

@@ -311,9 +311,8 @@ class Writer:
         target = self._targets.get(rid)
         project = target.project if target else "_"
         run_id = target.run_id if target else str(rid)
-        safe_key = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
-        rel = Path("media") / project / run_id / \
-            f"{safe_key}_{step}_{uuid.uuid4().hex[:8]}{media.extension}"
+        rel = Path("media") / _safe_name(project) / _safe_name(run_id) / \
+            f"{_safe_name(key)}_{step}_{uuid.uuid4().hex[:8]}{media.extension}"
         ref: dict[str, Any] = {"_type": media.type_name, "path": rel.as_posix()}
         try:
             path = self.home.root / rel
@@ -388,6 +387,12 @@ class Writer:
         if self.on_error is not None:
             with contextlib.suppress(Exception):
                 self.on_error(message)
+
+
+def _safe_name(text: str) -> str:
+    """A file-name component that cannot climb out of its folder (no separators, no '..')."""
+    cleaned = "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
+    return cleaned[:80] or "_"
 
 
 def _count(batch: WriteBatch) -> int:

@@ -1,0 +1,5 @@
+"""``python -m runfleet`` runs the command line."""
+
+from runfleet.cli import main
+
+raise SystemExit(main())
