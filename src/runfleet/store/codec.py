@@ -75,17 +75,21 @@ def decode_times(blob: bytes) -> npt.NDArray[np.float64]:
 _PLANE_RAW = 0
 _PLANE_ZLIB = 1
 _SAMPLE = 512
+_DISTINCT_LIMIT = 160  # 512 random bytes show about 222 distinct values
+_FLOAT_FORMAT = 1  # first byte of a float blob: the byte-plane layout below
 
 
 def _encode_float_planes(arr: npt.NDArray[np.float64]) -> bytes:
     planes = np.ascontiguousarray(arr.astype("<f8", copy=False).view(np.uint8).reshape(-1, 8).T)
-    header = bytearray()
+    header = bytearray([_FLOAT_FORMAT])
     body = []
     for plane in planes:
         raw = plane.tobytes()
         packed = None
-        sample = raw[:_SAMPLE]
-        if len(zlib.compress(sample, _LEVEL)) < 0.9 * len(sample):
+        # Few distinct byte values in a sample means the plane compresses; noisy mantissa
+        # bytes use nearly all 256 and are stored raw (a byte count is cheaper than zlib).
+        distinct = int(np.count_nonzero(np.bincount(plane[:_SAMPLE], minlength=256)))
+        if distinct < _DISTINCT_LIMIT:
             packed = zlib.compress(raw, _LEVEL)
         if packed is not None and len(packed) < len(raw):
             header += bytes([_PLANE_ZLIB]) + len(packed).to_bytes(4, "little")
@@ -97,11 +101,13 @@ def _encode_float_planes(arr: npt.NDArray[np.float64]) -> bytes:
 
 
 def _decode_float_planes(blob: bytes, n: int) -> npt.NDArray[np.float64]:
+    if blob[0] != _FLOAT_FORMAT:
+        raise ValueError(f"unknown float segment format {blob[0]}")
     planes = np.empty((8, n), dtype=np.uint8)
-    offset = 8 * 5
+    offset = 1 + 8 * 5
     for i in range(8):
-        mode = blob[i * 5]
-        length = int.from_bytes(blob[i * 5 + 1: i * 5 + 5], "little")
+        mode = blob[1 + i * 5]
+        length = int.from_bytes(blob[2 + i * 5: 6 + i * 5], "little")
         chunk = blob[offset: offset + length]
         offset += length
         data = zlib.decompress(chunk) if mode == _PLANE_ZLIB else chunk

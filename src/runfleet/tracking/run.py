@@ -12,12 +12,14 @@ from typing import Any
 
 from runfleet.home import Home
 from runfleet.store.base import COMPLETED, FAILED, AlertRow
+from runfleet.tracking.buffer import Block
 from runfleet.tracking.config import Config
 from runfleet.tracking.summary import MetricDefinition, Summary, parse_summary_modes
 from runfleet.tracking.values import FAST_TYPES, normalize_dict, normalize_value
 from runfleet.tracking.writer import WAKE_AT_RECORDS, RunTarget, Writer
 
 logger = logging.getLogger("runfleet")
+_now = time.time
 
 ALERT_LEVELS = ("info", "warn", "error")
 
@@ -40,7 +42,6 @@ class Run:
                  on_finish: Any = None) -> None:
         self._home = home
         self._writer = writer
-        self._queue = writer.queue
         self._rid = rid
         self.id = id
         self._name = name
@@ -57,6 +58,7 @@ class Run:
                                  metadata=metadata)
         self._monitor: Any = None
         self.start_time = time.time()
+        self._buffer = self._target.buffer
         writer.add_target(self._target)
 
     # -- properties ------------------------------------------------------------------------
@@ -130,13 +132,11 @@ class Run:
         if type(data) is not dict and not isinstance(data, Mapping):
             raise TypeError(
                 f"log() takes a dict of metrics, got {type(data).__name__}: {data!r:.60}")
-        clean: dict[str, Any] | None = None
+        clean: Mapping[str, Any] = data
         for k, v in data.items():  # hot path: plain str keys and plain scalar values
             if type(k) is not str or type(v) not in FAST_TYPES:
                 clean = normalize_dict(data)
                 break
-        if clean is None:
-            clean = dict(data)
         if step is None:
             at = self._step
             if commit is not False:
@@ -147,16 +147,29 @@ class Run:
                 self._step = max(self._step, at + 1)
             else:
                 self._step = max(self._step, at)
-        if clean:
-            queue = self._queue
-            queue.append((self._rid, at, time.time(), clean))
-            if len(queue) >= WAKE_AT_RECORDS:
-                self._writer.wake()
+        if not clean:
+            return
+        # PointBuffer.add, inlined: this is the hot path of every training loop.
+        buf = self._buffer
+        keys = tuple(clean)
+        with buf.lock:
+            block = buf.blocks.get(keys)
+            if block is None:
+                block = buf.blocks[keys] = Block(len(keys))
+            block.seq.append(buf.seq)
+            buf.seq += 1
+            block.steps.append(at)
+            block.times.append(_now())
+            for col, value in zip(block.cols, clean.values()):
+                col.append(value)
+            pending = buf.seq - buf.taken_seq
+        if pending >= WAKE_AT_RECORDS:
+            self._writer.wake()
 
     def _log_system(self, index: int, data: dict[str, Any]) -> None:
         """System-metric samples use their own step (sample index) under ``system/``."""
         if not self._finished:
-            self._writer.put(self._rid, index, time.time(), data)
+            self._buffer.add(tuple(data), index, time.time(), data.values())
 
     def define_metric(self, name: str, step_metric: str | None = None,
                       summary: str | None = None, goal: str | None = None,

@@ -81,11 +81,14 @@ class SystemMonitor:
             self._thread.join(timeout=2.0)
 
     def _loop(self) -> None:
-        nvml, handles = _gpu_handles()
         psutil.cpu_percent(interval=None)  # prime the counters
         self._process.cpu_percent(interval=None)
+        nvml: Any = None
+        handles: list[Any] = []
         index = 0
         while not self._stop.wait(min(1.0, self.interval) if index == 0 else self.interval):
+            if index == 0:  # GPU discovery imports pynvml: not while the run is starting up
+                nvml, handles = _gpu_handles()
             with contextlib.suppress(Exception):  # sampling must never disturb training
                 self._emit(index, sample(self._process, nvml, handles))
                 index += 1

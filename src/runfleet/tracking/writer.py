@@ -1,12 +1,13 @@
 """The per-process background writer: batches points and writes them without losing any.
 
-``log()`` appends one tuple to a deque and returns. Every ``interval`` seconds (or sooner
-when the queue grows), the writer thread drains the queue, groups points into columnar
-chunks per (run, key), saves media files, folds the points into run summaries, and writes
-everything in one transaction. A locked database is retried with exponential backoff; a
-database that keeps failing (full or read-only disk, I/O errors) gets the batch appended to
-a spill file (see :mod:`runfleet.tracking.spill`), replayed as soon as writes succeed again
-or on the next open of the home. ``flush()`` waits until all that was queued is durable.
+``log()`` appends values to its run's :class:`PointBuffer` and returns. Every ``interval``
+seconds (or sooner when a buffer grows), the writer thread takes every buffer and the queue
+of run updates, turns columns into numpy chunks per (run, key), saves media files, folds
+the points into run summaries, and writes everything in one transaction. A locked
+database is retried with exponential backoff; a database that keeps failing (full or
+read-only disk, I/O errors) gets the batch appended to a spill file (see
+:mod:`runfleet.tracking.spill`), replayed as soon as writes succeed again or on the next
+open of the home. ``flush()`` waits until all that was logged before it is durable.
 
 What a ``kill -9`` can lose: points queued since the last flush, i.e. at most ``interval``
 seconds of logging (0.5 s by default). Everything flushed is committed in SQLite's WAL.
@@ -25,7 +26,6 @@ import warnings
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +35,12 @@ from runfleet.home import Home
 from runfleet.store import codec
 from runfleet.store.base import AlertRow, MediaRow, SeriesChunk, Store, StoreBusyError, WriteBatch
 from runfleet.tracking import spill
+from runfleet.tracking.buffer import Block, PointBuffer
 from runfleet.tracking.media import Media
 from runfleet.tracking.summary import Summary
 
 DEFAULT_INTERVAL_S = 0.5
-WAKE_AT_RECORDS = 20_000  # wake the writer early when this many log() calls are queued
+WAKE_AT_RECORDS = 50_000  # wake the writer early when a run has this many log() calls pending
 BUSY_DEADLINE_S = 120.0  # give up retrying a locked database and spill after this long
 ERROR_RETRIES = 3  # other database errors: retries before spilling
 HEARTBEAT_S = 10.0
@@ -61,6 +62,7 @@ class RunTarget:
     metadata: dict[str, Any] = field(default_factory=dict)
     metadata_dirty: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
+    buffer: PointBuffer = field(default_factory=PointBuffer)
 
 
 @dataclass
@@ -123,6 +125,7 @@ class Writer:
         self._spilled = False
         self._last_heartbeat = 0.0
         self._write_lock = threading.Lock()
+        self._forked = False  # set in a fork()ed child: the parent owns the buffers
         self.on_error: Callable[[str], None] | None = None
         self._thread = threading.Thread(target=self._loop, name="runfleet-writer", daemon=True)
         self._thread.start()
@@ -135,18 +138,6 @@ class Writer:
     def remove_target(self, rid: int) -> None:
         """Forget a run (after its last flush)."""
         self._targets.pop(rid, None)
-
-    @property
-    def queue(self) -> deque[Any]:
-        """The queue ``Run.log`` appends ``(rid, step, time, payload)`` tuples to directly."""
-        return self._queue
-
-    def put(self, rid: int, step: int, when: float, data: dict[str, Any]) -> None:
-        """Queue one ``log()`` payload (already normalised)."""
-        q = self._queue
-        q.append((rid, step, when, data))
-        if len(q) >= WAKE_AT_RECORDS:
-            self._wake.set()
 
     def wake(self) -> None:
         """Ask the writer thread to flush now rather than at the next interval."""
@@ -191,32 +182,37 @@ class Writer:
                 self._warn(f"runfleet writer error: {exc!r}")
 
     def _drain_and_write(self) -> None:
+        if self._forked:
+            return
         with self._write_lock:
             q = self._queue
             items = [q.popleft() for _ in range(len(q))]
             barriers = [it for it in items if type(it) is _Barrier]
-            batch = self._build(items)
-            now = time.time()
-            if now - self._last_heartbeat >= HEARTBEAT_S:
-                self._last_heartbeat = now
-                for rid in list(self._targets):
-                    batch.run_updates.setdefault(rid, {}).setdefault("heartbeat", now)
-            self._persist(batch)
-            for b in barriers:
-                b.done.set()
+            try:
+                batch = self._build(items)
+                now = time.time()
+                if now - self._last_heartbeat >= HEARTBEAT_S:
+                    self._last_heartbeat = now
+                    for rid in list(self._targets):
+                        batch.run_updates.setdefault(rid, {}).setdefault("heartbeat", now)
+                self._persist(batch)
+            except Exception as exc:  # a bug here must neither kill the thread nor hang flush()
+                self._warn(f"runfleet writer failed on a batch: {exc!r}")
+            finally:
+                for b in barriers:
+                    b.done.set()
 
     def _build(self, items: list[Any]) -> WriteBatch:
         batch = WriteBatch()
-        records = [item for item in items if type(item) is tuple]
-        if len(records) != len(items):
-            for item in items:
-                if type(item) is _Update:
-                    batch.run_updates.setdefault(item.rid, {}).update(item.fields)
-                elif type(item) is _Alert:
-                    batch.alerts.append(item.row)
-        if records:
-            self._group_records(batch, records)
+        for item in items:
+            if type(item) is _Update:
+                batch.run_updates.setdefault(item.rid, {}).update(item.fields)
+            elif type(item) is _Alert:
+                batch.alerts.append(item.row)
         for rid, target in list(self._targets.items()):
+            blocks = target.buffer.take()
+            if blocks:
+                self._add_blocks(batch, rid, blocks)
             dirty = target.summary.take_dirty()
             with target.lock:
                 if dirty is not None:
@@ -229,49 +225,16 @@ class Writer:
                     batch.run_updates.setdefault(rid, {})["metadata"] = dict(target.metadata)
         return batch
 
-    def _group_records(self, batch: WriteBatch, records: list[Any]) -> None:
-        """Group payloads by (run, key set) and turn each group into columns in C (map)."""
-        rids = list(map(itemgetter(0), records))
-        steps = list(map(itemgetter(1), records))
-        whens = list(map(itemgetter(2), records))
-        datas = list(map(itemgetter(3), records))
-        if rids.count(rids[0]) == len(rids) and len(set(map(len, datas))) == 1:
-            # Common case: one run, every payload with the same keys. Same length plus
-            # every key of the first payload present (else KeyError) means same key set.
-            keys = tuple(datas[0])
-            try:
-                columns = [list(map(itemgetter(k), datas)) for k in keys]
-            except KeyError:
-                pass
-            else:
-                all_idx = list(range(len(records)))
-                s_arr = np.array(steps, dtype=np.int64)
-                t_arr = np.array(whens, dtype=np.float64)
-                for key, col in zip(keys, columns):
-                    self._add_series(batch, rids[0], key, [(all_idx, s_arr, t_arr, col)])
-                return
-        groups: dict[tuple[Any, ...], list[int]] = {}
-        signatures = list(zip(rids, map(tuple, datas), strict=False))
-        for i, sig in enumerate(signatures):
-            members = groups.get(sig)
-            if members is None:
-                groups[sig] = [i]
-            else:
-                members.append(i)
-        parts: dict[tuple[int, str], list[tuple[Any, ...]]] = {}
-        for (rid, keys), idx in groups.items():
-            if len(idx) == len(records):
-                g_datas = datas
-                g_steps = np.array(steps, dtype=np.int64)
-                g_whens = np.array(whens, dtype=np.float64)
-            else:
-                g_datas = [datas[i] for i in idx]
-                g_steps = np.array([steps[i] for i in idx], dtype=np.int64)
-                g_whens = np.array([whens[i] for i in idx], dtype=np.float64)
-            for key in keys:
-                col = list(map(itemgetter(key), g_datas))
-                parts.setdefault((rid, key), []).append((idx, g_steps, g_whens, col))
-        for (rid, key), plist in parts.items():
+    def _add_blocks(self, batch: WriteBatch, rid: int, blocks: dict[tuple[str, ...], Block]
+                    ) -> None:
+        """Turn a run's buffered blocks into one chunk per (key, kind), in logging order."""
+        parts: dict[str, list[tuple[Any, ...]]] = {}
+        for keys, block in blocks.items():
+            steps = np.array(block.steps, dtype=np.int64)
+            times = np.array(block.times, dtype=np.float64)
+            for key, col in zip(keys, block.cols):
+                parts.setdefault(key, []).append((block.seq, steps, times, col))
+        for key, plist in parts.items():
             self._add_series(batch, rid, key, plist)
 
     def _add_series(self, batch: WriteBatch, rid: int, key: str,
@@ -407,5 +370,6 @@ def writer_pid_guard(writer: Writer) -> None:
         if os.getpid() != pid:
             writer._queue = deque()
             writer._stop = True
+            writer._forked = True
 
     os.register_at_fork(after_in_child=_child)
