@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import runfleet
 from runfleet.home import Home
@@ -76,3 +77,24 @@ def test_a_file_replayed_again_after_a_crash_adds_nothing(home: Path) -> None:
 def _one_point_batch(run: runfleet.Run) -> WriteBatch:
     return WriteBatch(series=[SeriesChunk(run._rid, "v", codec.FLOAT, np.array([1]),
                                           np.array([1.7e9]), np.array([2.0]))])
+
+
+def test_unexpected_write_error_spills_and_never_hangs_finish(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = runfleet.init(project="p", dir=home, id="bug")
+    store = runfleet.tracking.homes.get(Home.resolve(home)).store
+
+    def broken(batch: WriteBatch) -> None:
+        raise TypeError("simulated bug in the write path")
+
+    monkeypatch.setattr(store, "write", broken)
+    for i in range(100):
+        runfleet.log({"v": float(i)})
+    with pytest.warns(RuntimeWarning, match="simulated bug"):
+        assert run._writer.flush(timeout=30)
+    assert spill.pending(Home.resolve(home))
+    monkeypatch.undo()
+    runfleet.finish()  # the next successful write replays the spilled points
+    assert spill.pending(Home.resolve(home)) == []
+    assert runfleet.Api(home).run("p", "bug").history()["v"].tolist() == [float(i)
+                                                                          for i in range(100)]

@@ -338,10 +338,11 @@ class Writer:
             except StoreBusyError as exc:
                 if time.monotonic() > deadline:
                     return f"database stayed locked: {exc}"
-            except (sqlite3.Error, OSError) as exc:
+            except Exception as exc:  # full disk, I/O error, or a bug: retry, then spill
                 errors += 1
                 if errors > ERROR_RETRIES:
-                    return str(exc)
+                    return f"{type(exc).__name__}: {exc}" if not isinstance(
+                        exc, (sqlite3.Error, OSError)) else str(exc)
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 0.5)
 
