@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import runfleet
+from runfleet.export import read_long
 from tests.conftest import ROOT, subprocess_env
 
 SCRIPTS = ROOT / "tests" / "compat_scripts"
@@ -35,6 +37,16 @@ def test_nanogpt_style_script(home: Path) -> None:
     assert h["_step"].tolist() == [0, 1, 2, 3]
     assert h["train/loss"].between(0.0, 10.0).all() and h["mfu"].iloc[0] == -100.0
     assert r.summary["iter"] == 60
+    # ...and through `runfleet export`, value for value.
+    out = home / "owt.csv"
+    proc = subprocess.run([sys.executable, "-m", "runfleet", "--dir", str(home), "export",
+                           "--project", "owt", "-o", str(out)], env=subprocess_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    exported = read_long(out)
+    loss = exported[exported["key"] == "train/loss"]
+    assert loss["step"].tolist() == [0, 1, 2, 3]
+    assert loss["value"].tolist() == h["train/loss"].tolist()
 
 
 def test_hf_style_script(home: Path) -> None:
@@ -61,3 +73,11 @@ def test_trackio_style_script(home: Path) -> None:
     assert all(r.group == "sweep" and r.status == "completed" for r in runs)
     assert [len(r.history()) for r in runs] == [5, 5]
     assert runs[0].config == {"lr": 1e-3, "epochs": 5}
+    proc = subprocess.run([sys.executable, "-m", "runfleet", "--dir", str(home), "export",
+                           "--project", "trackio-demo", "--format", "jsonl"],
+                          env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(rows) == 2 * 5 * 2  # runs x steps x keys
+    first = [r["value"] for r in rows if r["run_name"] == "lr-0.001" and r["key"] == "accuracy"]
+    assert first == runs[0].history()["accuracy"].tolist()

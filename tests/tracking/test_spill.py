@@ -82,6 +82,7 @@ def _one_point_batch(run: runfleet.Run) -> WriteBatch:
 def test_unexpected_write_error_spills_and_never_hangs_finish(
         home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run = runfleet.init(project="p", dir=home, id="bug")
+    assert isinstance(run, runfleet.Run)
     store = runfleet.tracking.homes.get(Home.resolve(home)).store
 
     def broken(batch: WriteBatch) -> None:

@@ -156,7 +156,9 @@ class Summary(MutableMapping[str, Any]):
                 valid = arr[~np.isnan(arr)]
                 agg = self._agg.get(key)
                 if valid.size:
-                    vmin, vmax, vsum = float(valid.min()), float(valid.max()), float(valid.sum())
+                    with np.errstate(invalid="ignore", over="ignore"):  # inf + -inf is NaN
+                        vsum = float(valid.sum())
+                    vmin, vmax = float(valid.min()), float(valid.max())
                     first = float(valid[0])
                     if agg is None:
                         self._agg[key] = [int(valid.size), vsum, vmin, vmax, first]

@@ -1,0 +1,414 @@
+"""The ``runfleet`` command: list runs, export histories, import from trackio and CSV.
+
+Exit codes: 0 success, 1 failure (unreadable database or file, I/O error), 2 usage error
+(bad option, unknown project or run, missing file). User errors print one ``runfleet:
+error: ...`` line on stderr, never a traceback.
+
+Example:
+    >>> from runfleet.cli import main
+    >>> main(["runs", "--dir", "/tmp/rf-doc", "--json"])   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from runfleet.errors import RunfleetError, RunNotFoundError
+from runfleet.home import ENV_VAR, Home
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+NON_FINITE_NOTE = ("NaN and infinite numbers, which JSON cannot hold, are written as the "
+                   "strings \"NaN\", \"Infinity\" and \"-Infinity\".")
+_FILTER_RE = re.compile(r"^(?P<field>[^=!<>~]+?)\s*(?P<op>!=|>=|<=|=|>|<|~)(?P<value>.*)$")
+_FILTER_OPS = {"=": "$eq", "!=": "$ne", ">": "$gt", ">=": "$gte", "<": "$lt", "<=": "$lte",
+               "~": "$regex"}
+_UNAVAILABLE = {
+    "show": ("open the web dashboard", "the dashboard"),
+    "demo": ("log a small demo project to explore", "the demo"),
+    "stop": ("ask the engine to stop a run", "run control (stop)"),
+    "resume": ("ask the engine to resume a stopped run", "run control (resume)"),
+    "delete": ("mark a run deleted", "run control (delete)"),
+    "clone": ("clone a run with config changes", "run control (clone)"),
+}
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, then the process exits with ``code``."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# -- parser ----------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``runfleet`` command."""
+    from runfleet import __version__
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--dir", metavar="PATH", default=argparse.SUPPRESS,
+                        help=f"runfleet home (default: ${ENV_VAR}, else ~/.runfleet)")
+    parser = argparse.ArgumentParser(
+        prog="runfleet", description="Local-first experiment tracking: list, export and "
+        "import runs stored in a runfleet home.",
+        epilog="Run 'runfleet COMMAND --help' for the options of a command.")
+    parser.add_argument("--dir", metavar="PATH", default=None,
+                        help=f"runfleet home (default: ${ENV_VAR}, else ~/.runfleet)")
+    parser.add_argument("--version", action="version", version=f"runfleet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_runs(sub, common)
+    _add_export(sub, common)
+    _add_import(sub, common)
+    for name, (what, _) in _UNAVAILABLE.items():
+        _add_unavailable(sub, common, name, what)
+    return parser
+
+
+def _add_runs(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "runs", parents=[common], help="list runs as a table or JSON",
+        description="List runs: id, name, project, status, group, created, last step, the "
+        "config values that differ between runs, and summary metrics.",
+        epilog="JSON output is a list of objects with the keys id, name, project, status, "
+        "group, tags, notes, config, summary, parent, created, finished, last_step (times in "
+        "seconds since the epoch). " + NON_FINITE_NOTE)
+    p.add_argument("--project", "-p", help="only this project (default: all projects)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--status", help="only runs with this status (running, completed, "
+                   "failed, stopped, crashed, pending, deleted)")
+    p.add_argument("--filter", "-f", action="append", default=[], metavar="FIELD<op>VALUE",
+                   help="keep runs where FIELD (config.KEY, summary.KEY, name, group, tags, "
+                   "status, ...) compares to VALUE; op is = != > >= < <= or ~ (regex); VALUE "
+                   "is read as JSON when it parses (0.001, true, null), else as text. "
+                   "Repeatable; all must hold. Example: --filter config.lr=0.001")
+    p.set_defaults(func=_cmd_runs)
+
+
+def _add_export(sub: Any, common: argparse.ArgumentParser) -> None:
+    from runfleet.export import FORMATS, STREAMS
+
+    p = sub.add_parser(
+        "export", parents=[common], help="export run histories to CSV, JSON Lines or Parquet",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Export the history of a project (or of some of its runs).\n\n"
+        "Long layout (default, lossless): one row per point with the columns project, "
+        "run_id,\nrun_name, key, step, timestamp, value, value_type (float int bool str "
+        "null json).\nWide layout (--wide): one row per (run, step), columns _project, "
+        "_run_id, _run_name,\n_step, _timestamp and one per key; empty cell = no point.",
+        epilog="Values: timestamps are seconds since the epoch. CSV floats are written with "
+        "Python's\nshortest round-trip repr, so they read back exactly; NaN and infinities "
+        "are nan, inf,\n-inf; bools true/false; null is an empty cell. In JSON Lines, NaN "
+        "and infinities\nare the strings \"NaN\", \"Infinity\", \"-Infinity\" (value_type "
+        "tells them from text).\nParquet (long) has typed columns: value (float64), "
+        "value_int (int64), value_text.")
+    p.add_argument("--project", "-p", required=True, help="project to export")
+    p.add_argument("--run", action="append", metavar="ID", dest="runs",
+                   help="export only this run (id or name); repeatable")
+    p.add_argument("--format", "-F", choices=FORMATS, dest="fmt",
+                   help="output format (default: from the -o suffix, else csv)")
+    p.add_argument("-o", "--output", metavar="PATH", default="-",
+                   help="output file; '-' (default) writes CSV or JSON Lines to stdout")
+    p.add_argument("--wide", action="store_true", help="one row per (run, step)")
+    p.add_argument("--key", action="append", dest="keys", metavar="KEY",
+                   help="export only this metric key; repeatable")
+    p.add_argument("--stream", choices=STREAMS,
+                   help="which keys: default (training metrics), system, or all (default: "
+                   "all for the long layout, default for --wide)")
+    p.set_defaults(func=_cmd_export)
+
+
+def _add_import(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("import", parents=[common], help="import runs from trackio or CSV",
+                       description="Import runs logged by another tool into the home.")
+    kinds = p.add_subparsers(dest="source", metavar="SOURCE")
+    t = kinds.add_parser(
+        "trackio", parents=[common], help="import a trackio project database",
+        description="Import every run of one trackio project database ($TRACKIO_DIR/"
+        "<project>.db): config, group, metrics with their steps and timestamps, system "
+        "metrics (as system/<key>) and alerts. Runs imported before are skipped.")
+    t.add_argument("db", metavar="DB_PATH", help="the trackio project database file")
+    t.add_argument("--project", "-p", help="runfleet project (default: the file name "
+                   "without .db)")
+    t.set_defaults(func=_cmd_import_trackio)
+    c = kinds.add_parser(
+        "csv", parents=[common], help="import a wide CSV file as one run",
+        description="Import a CSV file with one row per step and one column per metric as "
+        "one run. Numeric columns become numbers (nan/inf included), true/false columns "
+        "bools, others text; empty cells are skipped. Importing the same file under the same "
+        "run name again is skipped.")
+    c.add_argument("file", metavar="FILE", help="the CSV file")
+    c.add_argument("--project", "-p", required=True, help="runfleet project")
+    c.add_argument("--run-name", help="run name (default: the file name without suffix)")
+    c.add_argument("--step-column", help="column holding the step (default: 'step' when "
+                   "present, else the row number from 0)")
+    c.add_argument("--time-column", help="column holding each row's time (epoch seconds or "
+                   "ISO 8601; default: the import time)")
+    c.set_defaults(func=_cmd_import_csv)
+    p.set_defaults(func=lambda args: _missing_subcommand(p))
+
+
+def _add_unavailable(sub: Any, common: argparse.ArgumentParser, name: str, what: str) -> None:
+    p = sub.add_parser(name, parents=[common], help=f"{what} (not available yet)",
+                       description=f"{what[0].upper()}{what[1:]}. Not available yet in this "
+                       f"version of runfleet.")
+    if name == "show":
+        p.add_argument("--host", default="127.0.0.1", help="address to bind")
+        p.add_argument("--port", type=int, help="port (default: a free one)")
+        p.add_argument("--project", "-p", help="project to open")
+    elif name == "demo":
+        p.add_argument("--project", "-p", default="demo", help="project to log into")
+    else:
+        p.add_argument("run", metavar="RUN_ID", help="the run")
+        p.add_argument("--project", "-p", help="the run's project")
+    if name == "clone":
+        p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                       help="config change for the clone; repeatable")
+        p.add_argument("--warm", action="store_true", help="start from the parent's state")
+    p.set_defaults(func=lambda args: _cmd_unavailable(name))
+
+
+# -- entry point -----------------------------------------------------------------------------
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``runfleet`` command with ``argv`` (default: ``sys.argv[1:]``); return the
+    exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if getattr(args, "func", None) is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(args.func(args))
+    except CliError as exc:
+        return _fail(str(exc), exc.code)
+    except RunNotFoundError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except RunfleetError as exc:
+        from runfleet.importers import ImportArgumentError, SourceNotFoundError
+
+        usage = isinstance(exc, (ImportArgumentError, SourceNotFoundError))
+        return _fail(str(exc), EXIT_USAGE if usage else EXIT_FAILURE)
+    except BrokenPipeError:  # e.g. `runfleet export ... | head`
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILURE
+    except OSError as exc:
+        return _fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc),
+                     EXIT_FAILURE)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"runfleet: error: {message}", file=sys.stderr)
+    return code
+
+
+def _missing_subcommand(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return EXIT_USAGE
+
+
+def _cmd_unavailable(name: str) -> int:
+    feature = _UNAVAILABLE[name][1]
+    print(f"runfleet: not available yet in this version: 'runfleet {name}' ({feature})",
+          file=sys.stderr)
+    return EXIT_USAGE
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def _home(args: argparse.Namespace, must_exist: bool) -> Home:
+    home = Home.resolve(args.dir)
+    if must_exist and not home.db_path.exists():
+        raise CliError(f"no runfleet database at {home.db_path}: nothing was logged to this "
+                       f"home (choose one with --dir or ${ENV_VAR})")
+    return home
+
+
+def _check_project(projects: list[str], project: str, home: Home) -> None:
+    if project not in projects:
+        raise CliError(f"unknown project {project!r} in {home.root}; known projects: "
+                       f"{', '.join(projects) or 'none'}")
+
+
+def parse_filters(specs: Sequence[str]) -> dict[str, Any]:
+    """Turn ``FIELD<op>VALUE`` strings into an :meth:`runfleet.Api.runs` filter dict.
+
+    Example:
+        >>> parse_filters(["config.lr=0.001", "summary.acc>=0.9"])
+        {'config.lr': 0.001, 'summary.acc': {'$gte': 0.9}}
+    """
+    conditions: dict[str, list[tuple[str, Any]]] = {}
+    for spec in specs:
+        m = _FILTER_RE.match(spec)
+        if m is None:
+            raise CliError(f"bad --filter {spec!r}: expected FIELD=VALUE (or != > >= < <= ~)")
+        field, op, text = m["field"].strip(), m["op"], m["value"].strip()
+        value: Any = text
+        if op != "~":
+            try:
+                value = json.loads(text)
+            except ValueError:
+                value = text
+        conditions.setdefault(field, []).append((_FILTER_OPS[op], value))
+    filters: dict[str, Any] = {}
+    for field, conds in conditions.items():
+        if len(conds) == 1 and conds[0][0] == "$eq":
+            filters[field] = conds[0][1]  # plain equality also matches one of a run's tags
+        else:
+            filters[field] = {}
+            for op, value in conds:
+                filters[field][op] = value
+    return filters
+
+
+# -- runs ------------------------------------------------------------------------------------
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from runfleet.api import Api
+
+    home = _home(args, must_exist=True)
+    filters = parse_filters(args.filter)
+    if args.status:
+        filters["status"] = args.status
+    with Api(dir=home.root) as api:
+        names = [str(p) for p in api.projects()]
+        if args.project is not None:
+            _check_project(names, args.project, home)
+            names = [args.project]
+        try:
+            runs = [r for name in names for r in api.runs(name, filters=filters,
+                                                          include_deleted=True)
+                    if args.status or r.status != "deleted"]
+        except ValueError as exc:  # unknown filter field or operator
+            raise CliError(str(exc)) from exc
+        records = [_run_record(r) for r in runs]
+    if args.json:
+        from runfleet.export import json_safe
+
+        print(json.dumps(json_safe(records), indent=2, allow_nan=False))
+    else:
+        _print_runs_table(records)
+    return EXIT_OK
+
+
+def _run_record(run: Any) -> dict[str, Any]:
+    return {"id": run.id, "name": run.name, "project": run.project, "status": run.status,
+            "group": run.group, "tags": run.tags, "notes": run.notes, "config": run.config,
+            "summary": run.summary, "parent": run.parent, "created": run.created_at,
+            "finished": run.finished_at, "last_step": run.last_step}
+
+
+def _pick_keys(dicts: list[dict[str, Any]], limit: int, skip: tuple[str, ...] = ()) -> list[str]:
+    """Up to ``limit`` keys, those whose values differ between the dicts first."""
+    keys = [k for k in dict.fromkeys(k for d in dicts for k in d) if not k.startswith(skip)]
+
+    def varies(k: str) -> bool:
+        return len({json.dumps(d.get(k), sort_keys=True, default=str) for d in dicts}) > 1
+
+    return sorted(keys, key=lambda k: not varies(k))[:limit]
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= 28 else text[:27] + "…"
+
+
+def _print_runs_table(records: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = max(console.width, 200)
+    if not records:
+        console.print("no runs")
+        return
+    config_keys = _pick_keys([r["config"] for r in records], 4)
+    summary_keys = _pick_keys([r["summary"] for r in records], 4, skip=("_", "system/"))
+    table = Table(show_lines=False)
+    for title in ("id", "name", "project", "status", "group", "created", "last step"):
+        table.add_column(title, no_wrap=title in ("id", "created"))
+    for k in config_keys:
+        table.add_column(k, style="cyan")
+    for k in summary_keys:
+        table.add_column(k, style="green", justify="right")
+    for r in records:
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"]))
+        last = "" if r["last_step"] < 0 else str(r["last_step"])
+        table.add_row(r["id"], r["name"], r["project"], r["status"], r["group"] or "",
+                      created, last, *(_cell(r["config"].get(k)) for k in config_keys),
+                      *(_cell(r["summary"].get(k)) for k in summary_keys))
+    console.print(table)
+
+
+# -- export ----------------------------------------------------------------------------------
+def _cmd_export(args: argparse.Namespace) -> int:
+    from runfleet.api import Api
+    from runfleet.export import ExportError, export_project, infer_format
+
+    home = _home(args, must_exist=True)
+    fmt = infer_format(args.output, args.fmt)
+    if fmt == "parquet" and args.output == "-":
+        raise CliError("parquet export needs a file: add -o PATH")
+    if args.output != "-" and not Path(args.output).parent.is_dir():
+        raise CliError(f"cannot write {args.output}: folder {Path(args.output).parent} "
+                       f"does not exist")
+    with Api(dir=home.root) as api:
+        _check_project([str(p) for p in api.projects()], args.project, home)
+        try:
+            rows = export_project(api, args.project, runs=args.runs, fmt=fmt,
+                                  path=args.output, wide=args.wide, keys=args.keys,
+                                  stream=args.stream)
+        except ExportError as exc:  # e.g. a metric key clashing with a wide-layout column
+            raise CliError(str(exc)) from exc
+    if args.output != "-":
+        print(f"wrote {rows} row(s) to {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
+# -- import ----------------------------------------------------------------------------------
+def _cmd_import_trackio(args: argparse.Namespace) -> int:
+    from runfleet.importers.trackio import import_trackio
+
+    return _run_import(args, lambda store: import_trackio(store, args.db, project=args.project))
+
+
+def _cmd_import_csv(args: argparse.Namespace) -> int:
+    from runfleet.importers.csv_file import import_csv
+
+    return _run_import(args, lambda store: import_csv(
+        store, args.file, args.project, run_name=args.run_name, step_column=args.step_column,
+        time_column=args.time_column))
+
+
+def _run_import(args: argparse.Namespace, do_import: Any) -> int:
+    from runfleet.tracking.homes import open_store
+
+    path = Path(args.db if args.source == "trackio" else args.file).expanduser()
+    if not path.exists():
+        raise CliError(f"no such file: {path}")
+    store = open_store(_home(args, must_exist=False))
+    try:
+        result = do_import(store)
+    finally:
+        store.close()
+    print(result.describe())
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,589 @@
+"""Export run histories to CSV, JSON Lines or Parquet.
+
+Two layouts:
+
+* **long** (the default, lossless): one row per logged point with the columns
+  ``project, run_id, run_name, key, step, timestamp, value, value_type``. ``value_type`` is
+  one of ``float int bool str null json`` and says how to read ``value`` back.
+* **wide** (``wide=True``): one row per (run, step) with the columns ``_project, _run_id,
+  _run_name, _step, _timestamp`` (named like :meth:`runfleet.ApiRun.history`) and one column
+  per metric key; a cell is empty when the key has no point at that step. A step logged twice
+  gives two rows. Wide output is for spreadsheets; it keeps float values exactly but not the
+  type of keys that mix value types.
+
+How values are written:
+
+* ``timestamp`` is wall-clock seconds since the epoch (float, microsecond resolution).
+* CSV: floats use Python's shortest round-trip ``repr`` (``0.1``, ``1e+308``), so they read
+  back bit for bit (``float(text)``; ``pandas.read_csv`` of pandas 3 reads them exactly too);
+  NaN and infinities are written ``nan``, ``inf`` and ``-inf``; bools ``true``/``false``;
+  ``null`` values and missing wide cells are empty; ``json`` values are JSON text.
+* JSON Lines: standard JSON, so non-finite floats are the strings ``"NaN"``, ``"Infinity"``
+  and ``"-Infinity"`` (``value_type`` tells them apart from logged text).
+* Parquet (long): ``step`` int64, ``timestamp`` float64, ``value`` float64 (the exact value
+  of ``float`` rows; ``int`` and ``bool`` rows as numbers, for analysis), ``value_int`` int64
+  (exact ``int`` rows), ``value_text`` (``str`` rows, ``json`` rows as JSON text, and ints
+  beyond 64 bits; read with pyarrow, or ``pandas.read_parquet(path,
+  dtype_backend="numpy_nullable")``, since plain pandas turns a nullable int64 column into
+  float64). Parquet (wide): one typed, nullable column per key; null marks a missing
+  cell, so it never collides with a logged NaN.
+
+Example:
+    >>> import runfleet
+    >>> from runfleet.export import export_project
+    >>> with runfleet.Api(dir="/tmp/rf-doc") as api:                 # doctest: +SKIP
+    ...     export_project(api, "my-exp", fmt="parquet", path="my-exp.parquet")
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import numpy as np
+
+from runfleet.errors import RunfleetError, RunNotFoundError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from runfleet.api import Api, ApiRun
+
+FORMATS = ("csv", "jsonl", "parquet")
+LONG_COLUMNS = ("project", "run_id", "run_name", "key", "step", "timestamp", "value",
+                "value_type")
+WIDE_COLUMNS = ("_project", "_run_id", "_run_name", "_step", "_timestamp")
+VALUE_TYPES = ("float", "int", "bool", "str", "null", "json")
+STREAMS = ("default", "system", "all")
+_SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
+             ".parquet": "parquet", ".pq": "parquet"}
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+Target = str | os.PathLike[str] | IO[str] | None
+
+
+class ExportError(RunfleetError, ValueError):
+    """An export request that cannot be carried out as asked (bad format or destination,
+    a metric key clashing with a wide-layout column)."""
+
+
+# -- values ---------------------------------------------------------------------------------
+def value_type(value: Any) -> str:
+    """The ``value_type`` name of one stored value (see the module docstring)."""
+    if value is None:
+        return "null"
+    if isinstance(value, (bool, np.bool_)):
+        return "bool"
+    if isinstance(value, (int, np.integer)):
+        return "int"
+    if isinstance(value, (float, np.floating)):
+        return "float"
+    if isinstance(value, str):
+        return "str"
+    return "json"
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with non-finite floats replaced by ``"NaN"``, ``"Infinity"``, ``"-Infinity"``
+    (recursively), so that strict JSON can hold it."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return value
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def format_cell(value: Any, vtype: str) -> str:
+    """The CSV text of a value of type ``vtype``; :func:`parse_cell` reads it back exactly."""
+    if vtype == "float":
+        return repr(float(value))
+    if vtype == "int":
+        return str(int(value))
+    if vtype == "bool":
+        return "true" if value else "false"
+    if vtype == "str":
+        return str(value)
+    if vtype == "null":
+        return ""
+    return json.dumps(value, separators=(",", ":"), allow_nan=True)
+
+
+def parse_cell(text: str, vtype: str) -> Any:
+    """Inverse of :func:`format_cell`.
+
+    Example:
+        >>> parse_cell("0.1", "float") == 0.1, parse_cell("true", "bool")
+        (True, True)
+    """
+    if vtype == "float":
+        return float(text)
+    if vtype == "int":
+        return int(text)
+    if vtype == "bool":
+        return text.strip().lower() == "true"
+    if vtype == "str":
+        return text
+    if vtype == "null":
+        return None
+    if vtype == "json":
+        return json.loads(text)
+    raise ValueError(f"unknown value_type {vtype!r}; expected one of {VALUE_TYPES}")
+
+
+def _py_values(values: Any) -> tuple[list[Any], list[str]]:
+    """Python values of a series and their type names (fast for single-dtype arrays)."""
+    arr = np.asarray(values)
+    out = arr.tolist()
+    kind = arr.dtype.kind
+    if kind == "f":
+        return out, ["float"] * len(out)
+    if kind in "iu":
+        return out, ["int"] * len(out)
+    if kind == "b":
+        return out, ["bool"] * len(out)
+    return out, [value_type(v) for v in out]
+
+
+# -- run selection ---------------------------------------------------------------------------
+def select_runs(api: Api, project: str, runs: Sequence[str] | None = None) -> list[ApiRun]:
+    """The runs of ``project`` to export: all of them (deleted runs excluded), or those whose
+    id or name is in ``runs`` (in that order). Raises ``ValueError`` for an unknown project
+    and :class:`~runfleet.errors.RunNotFoundError` for an unknown run."""
+    everything = api.runs(project, include_deleted=bool(runs))
+    if not runs:
+        return everything
+    chosen: list[ApiRun] = []
+    for ref in runs:
+        match = [r for r in everything if r.id == ref] or [r for r in everything
+                                                          if r.name == ref]
+        if not match:
+            raise RunNotFoundError(f"no run with id or name {ref!r} in project {project!r}")
+        chosen.extend(r for r in match if r not in chosen)
+    return chosen
+
+
+def _keys(run: ApiRun, keys: Sequence[str] | None, stream: str) -> list[str]:
+    if keys is not None:
+        present = set(run.keys("all"))
+        return [k for k in keys if k in present]
+    return run.keys(stream)
+
+
+def infer_format(path: Target, fmt: str | None) -> str:
+    """``fmt`` if given, else the format named by the file suffix, else ``csv``."""
+    if fmt is not None:
+        if fmt not in FORMATS:
+            raise ExportError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+        return fmt
+    if isinstance(path, (str, os.PathLike)) and str(path) != "-":
+        return _SUFFIXES.get(Path(path).suffix.lower(), "csv")
+    return "csv"
+
+
+# -- long layout -----------------------------------------------------------------------------
+@dataclass
+class _LongPart:
+    """The points of one (run, key) series, as Python lists."""
+
+    run: ApiRun
+    key: str
+    steps: list[int]
+    times: list[float]
+    values: list[Any]
+    types: list[str]
+
+
+def _long_parts(selected: list[ApiRun], keys: Sequence[str] | None,
+                stream: str) -> Iterator[_LongPart]:
+    for run in selected:
+        for key in _keys(run, keys, stream):
+            s = run.series(key)
+            values, types = _py_values(s.values)
+            yield _LongPart(run, key, s.steps.tolist(), s.times.tolist(), values, types)
+
+
+def _write_long_csv(parts: Iterator[_LongPart], fh: IO[str]) -> int:
+    writer = csv.writer(fh, lineterminator="\n")
+    writer.writerow(LONG_COLUMNS)
+    rows = 0
+    for p in parts:
+        cells = [format_cell(v, t) for v, t in zip(p.values, p.types)]
+        writer.writerows(zip([p.run.project] * len(cells), [p.run.id] * len(cells),
+                             [p.run.name] * len(cells), [p.key] * len(cells), p.steps,
+                             map(repr, p.times), cells, p.types))
+        rows += len(cells)
+    return rows
+
+
+def _json_value(value: Any, vtype: str) -> str:
+    """Strict JSON text of one value (a fast path for finite floats)."""
+    if vtype == "float" and math.isfinite(value):
+        return repr(float(value))
+    return json.dumps(json_safe(value), allow_nan=False)
+
+
+def _write_long_jsonl(parts: Iterator[_LongPart], fh: IO[str]) -> int:
+    rows = 0
+    for p in parts:
+        head = json.dumps({"project": p.run.project, "run_id": p.run.id,
+                           "run_name": p.run.name, "key": p.key})[:-1]
+        lines = [f'{head}, "step": {s}, "timestamp": {t!r}, "value": {_json_value(v, vt)}, '
+                 f'"value_type": "{vt}"}}'
+                 for s, t, v, vt in zip(p.steps, p.times, p.values, p.types)]
+        if lines:
+            fh.write("\n".join(lines) + "\n")
+        rows += len(lines)
+    return rows
+
+
+def _long_schema() -> Any:
+    import pyarrow as pa
+
+    return pa.schema([
+        ("project", pa.string()), ("run_id", pa.string()), ("run_name", pa.string()),
+        ("key", pa.string()), ("step", pa.int64()), ("timestamp", pa.float64()),
+        ("value", pa.float64()), ("value_type", pa.string()), ("value_int", pa.int64()),
+        ("value_text", pa.string()),
+    ])
+
+
+def _long_table(p: _LongPart) -> Any:
+    import pyarrow as pa
+
+    n = len(p.values)
+    value: list[float | None] = [None] * n
+    value_int: list[int | None] = [None] * n
+    value_text: list[str | None] = [None] * n
+    for i, (v, t) in enumerate(zip(p.values, p.types)):
+        if t in ("float", "bool"):
+            value[i] = float(v)
+        elif t == "int":
+            value[i] = float(v)
+            if _INT64_MIN <= v <= _INT64_MAX:
+                value_int[i] = v
+            else:
+                value_text[i] = str(v)
+        elif t == "str":
+            value_text[i] = v
+        elif t == "json":
+            value_text[i] = format_cell(v, "json")
+    columns = [[p.run.project] * n, [p.run.id] * n, [p.run.name] * n, [p.key] * n, p.steps,
+               p.times, value, p.types, value_int, value_text]
+    return pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in
+                                 zip(columns, _long_schema())], schema=_long_schema())
+
+
+def _write_long_parquet(parts: Iterator[_LongPart], path: str | os.PathLike[str]) -> int:
+    import pyarrow.parquet as pq
+
+    rows = 0
+    with pq.ParquetWriter(str(path), _long_schema()) as writer:
+        for p in parts:
+            if p.values:
+                writer.write_table(_long_table(p))
+                rows += len(p.values)
+    return rows
+
+
+# -- wide layout -----------------------------------------------------------------------------
+_MISSING = object()
+
+
+@dataclass
+class _WideBlock:
+    """One run's rows in the wide layout: steps, timestamps, and cells per key."""
+
+    run: ApiRun
+    steps: list[int]
+    times: list[float]
+    columns: dict[str, list[Any]]  # key -> value per row, _MISSING where absent
+    types: dict[str, set[str]]  # key -> value types present
+
+
+def _occurrence(steps: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    n = len(steps)
+    if n == 0:
+        return np.empty(0, np.int64)
+    starts = np.r_[0, np.flatnonzero(steps[1:] != steps[:-1]) + 1]
+    return np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
+
+
+def _wide_block(run: ApiRun, keys: list[str]) -> _WideBlock:
+    series = [run.series(k) for k in keys]
+    series = [s for s in series if len(s.steps)]
+    if not series:
+        return _WideBlock(run, [], [], {}, {})
+    pairs = np.concatenate([np.column_stack([s.steps, _occurrence(s.steps)]) for s in series])
+    uniq, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    times = np.full(len(uniq), -np.inf)
+    np.maximum.at(times, inverse, np.concatenate([s.times for s in series]))
+    columns: dict[str, list[Any]] = {}
+    types: dict[str, set[str]] = {}
+    offset = 0
+    for s in series:
+        rows = inverse[offset:offset + len(s.steps)].tolist()
+        offset += len(s.steps)
+        values, vtypes = _py_values(s.values)
+        cells: list[Any] = [_MISSING] * len(uniq)
+        for r, v in zip(rows, values):
+            cells[r] = v
+        columns[s.key] = cells
+        types[s.key] = set(vtypes)
+        if "int" in types[s.key] and any(t == "int" and not _INT64_MIN <= v <= _INT64_MAX
+                                         for v, t in zip(values, vtypes)):
+            types[s.key].add("bigint")  # no Arrow integer type holds it: use text
+    return _WideBlock(run, uniq[:, 0].tolist(), times.tolist(), columns, types)
+
+
+def _wide_blocks(selected: list[ApiRun], keys: Sequence[str] | None,
+                 stream: str) -> tuple[list[str], Iterator[_WideBlock]]:
+    per_run = [(run, _keys(run, keys, stream)) for run in selected]
+    names = list(keys) if keys is not None else sorted({k for _, ks in per_run for k in ks})
+    clash = set(names) & set(WIDE_COLUMNS)
+    if clash:
+        raise ExportError(f"metric key(s) {sorted(clash)} clash with the wide layout's own "
+                         f"columns; export the long layout instead")
+    present = set().union(*(ks for _, ks in per_run)) if per_run else set()
+    names = [k for k in names if k in present]
+    return names, (_wide_block(run, ks) for run, ks in per_run)
+
+
+def _write_wide_csv(names: list[str], blocks: Iterator[_WideBlock], fh: IO[str]) -> int:
+    writer = csv.writer(fh, lineterminator="\n")
+    writer.writerow([*WIDE_COLUMNS, *names])
+    rows = 0
+    for b in blocks:
+        n = len(b.steps)
+        cols: list[Any] = [[b.run.project] * n, [b.run.id] * n, [b.run.name] * n, b.steps,
+                           map(repr, b.times)]
+        for key in names:
+            cells = b.columns.get(key)
+            cols.append([""] * n if cells is None else
+                         ["" if v is _MISSING else format_cell(v, value_type(v))
+                          for v in cells])
+        writer.writerows(zip(*cols))
+        rows += n
+    return rows
+
+
+def _write_wide_jsonl(names: list[str], blocks: Iterator[_WideBlock], fh: IO[str]) -> int:
+    rows = 0
+    for b in blocks:
+        present = [k for k in names if k in b.columns]
+        for i, (step, t) in enumerate(zip(b.steps, b.times)):
+            obj: dict[str, Any] = {"_project": b.run.project, "_run_id": b.run.id,
+                                   "_run_name": b.run.name, "_step": step, "_timestamp": t}
+            for k in present:
+                v = b.columns[k][i]
+                if v is not _MISSING:
+                    obj[k] = json_safe(v)
+            fh.write(json.dumps(obj, allow_nan=False) + "\n")
+            rows += 1
+    return rows
+
+
+def _arrow_type(types: set[str]) -> Any:
+    import pyarrow as pa
+
+    types = types - {"null"}
+    if "bigint" in types:
+        return pa.string()
+    if not types or (types <= {"float", "int"} and "float" in types):
+        return pa.float64()
+    if types == {"int"}:
+        return pa.int64()
+    if types == {"bool"}:
+        return pa.bool_()
+    return pa.string()
+
+
+def _arrow_cells(cells: list[Any], arrow_type: Any) -> list[Any]:
+    import pyarrow as pa
+
+    def convert(v: Any) -> Any:
+        if v is _MISSING or v is None:
+            return None
+        if arrow_type == pa.float64():
+            return float(v)
+        if arrow_type == pa.int64():
+            return v if _INT64_MIN <= v <= _INT64_MAX else None
+        if arrow_type == pa.string():
+            return v if isinstance(v, str) else format_cell(v, value_type(v))
+        return v
+
+    return [convert(v) for v in cells]
+
+
+def _write_wide_parquet(names: list[str], blocks: Iterator[_WideBlock],
+                        path: str | os.PathLike[str]) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    materialized = list(blocks)
+    types: dict[str, set[str]] = {k: set() for k in names}
+    for b in materialized:
+        for k, ts in b.types.items():
+            types.setdefault(k, set()).update(ts)
+    fields = [pa.field("_project", pa.string()), pa.field("_run_id", pa.string()),
+              pa.field("_run_name", pa.string()), pa.field("_step", pa.int64()),
+              pa.field("_timestamp", pa.float64())]
+    fields += [pa.field(k, _arrow_type(types[k])) for k in names]
+    schema = pa.schema(fields)
+    rows = 0
+    with pq.ParquetWriter(str(path), schema) as writer:
+        for b in materialized:
+            n = len(b.steps)
+            if not n:
+                continue
+            arrays = [pa.array([b.run.project] * n, pa.string()),
+                      pa.array([b.run.id] * n, pa.string()),
+                      pa.array([b.run.name] * n, pa.string()),
+                      pa.array(b.steps, pa.int64()), pa.array(b.times, pa.float64())]
+            for f in fields[len(WIDE_COLUMNS):]:
+                cells = b.columns.get(f.name, [_MISSING] * n)
+                arrays.append(pa.array(_arrow_cells(cells, f.type), f.type))
+            writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
+            rows += n
+    return rows
+
+
+# -- entry point -----------------------------------------------------------------------------
+@contextmanager
+def _text_output(path: Target) -> Iterator[IO[str]]:
+    if path is None or (isinstance(path, str) and path == "-"):
+        yield sys.stdout
+    elif isinstance(path, (str, os.PathLike)):
+        with open(path, "w", encoding="utf-8", newline="") as fh:
+            yield fh
+    else:
+        yield path
+
+
+def export_runs(selected: list[ApiRun], fmt: str | None = None, path: Target = None,
+                wide: bool = False, keys: Sequence[str] | None = None,
+                stream: str | None = None) -> int:
+    """Write the history of ``selected`` runs; return the number of rows written.
+
+    ``fmt`` is ``csv``, ``jsonl`` or ``parquet`` (default: from the suffix of ``path``,
+    else ``csv``). ``path`` is a file path, an open text file, or ``None``/``"-"`` for
+    standard output (CSV and JSON Lines only). ``keys`` limits the export to those metric
+    keys; ``stream`` picks ``default`` (training metrics), ``system`` or ``all`` keys
+    (default: ``all`` for the long layout, ``default`` for the wide one, since system
+    metrics count their own steps).
+    """
+    fmt = infer_format(path, fmt)
+    stream = stream or ("default" if wide else "all")
+    if stream not in STREAMS:
+        raise ExportError(f"stream must be one of {STREAMS}, got {stream!r}")
+    if fmt == "parquet" and (not isinstance(path, (str, os.PathLike)) or path == "-"):
+        raise ExportError("parquet export needs a file path (it cannot go to stdout)")
+    if wide:
+        names, blocks = _wide_blocks(selected, keys, stream)
+        if fmt == "parquet":
+            assert isinstance(path, (str, os.PathLike))
+            return _write_wide_parquet(names, blocks, path)
+        with _text_output(path) as fh:
+            if fmt == "csv":
+                return _write_wide_csv(names, blocks, fh)
+            return _write_wide_jsonl(names, blocks, fh)
+    parts = _long_parts(selected, keys, stream)
+    if fmt == "parquet":
+        assert isinstance(path, (str, os.PathLike))
+        return _write_long_parquet(parts, path)
+    with _text_output(path) as fh:
+        if fmt == "csv":
+            return _write_long_csv(parts, fh)
+        return _write_long_jsonl(parts, fh)
+
+
+def export_project(api: Api, project: str, runs: Sequence[str] | None = None,
+                   fmt: str | None = None, path: Target = None, wide: bool = False,
+                   keys: Sequence[str] | None = None, stream: str | None = None) -> int:
+    """Export the history of ``project`` (or of the runs named by id or name in ``runs``).
+
+    See :func:`export_runs` for the arguments and the module docstring for the layouts.
+    Returns the number of rows written.
+    """
+    return export_runs(select_runs(api, project, runs), fmt=fmt, path=path, wide=wide,
+                       keys=keys, stream=stream)
+
+
+# -- reading back ----------------------------------------------------------------------------
+def read_long(path: str | os.PathLike[str] | IO[str], fmt: str | None = None) -> pd.DataFrame:
+    """Read a long-layout export back, with ``value`` holding the exact Python values.
+
+    Returns a DataFrame with the columns of :data:`LONG_COLUMNS`.
+    """
+    import pandas as pd
+
+    fmt = infer_format(path if not isinstance(path, io.IOBase) else None, fmt)
+    records: list[dict[str, Any]] = []
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        for r in pq.read_table(path).to_pylist():
+            records.append({c: r[c] for c in LONG_COLUMNS})
+            records[-1]["value"] = _from_parquet_row(r)
+    else:
+        with _text_input(path) as fh:
+            if fmt == "csv":
+                for row in csv.DictReader(fh):
+                    rec: dict[str, Any] = dict(row)
+                    rec["step"] = int(row["step"])
+                    rec["timestamp"] = float(row["timestamp"])
+                    rec["value"] = parse_cell(row["value"], row["value_type"])
+                    records.append(rec)
+            else:
+                for line in fh:
+                    if line.strip():
+                        r = json.loads(line)
+                        r["value"] = _from_json(r["value"], r["value_type"])
+                        records.append(r)
+    frame = pd.DataFrame.from_records(records, columns=list(LONG_COLUMNS))
+    return frame.astype({"step": "int64", "timestamp": "float64"})
+
+
+@contextmanager
+def _text_input(path: str | os.PathLike[str] | IO[str]) -> Iterator[IO[str]]:
+    if isinstance(path, (str, os.PathLike)):
+        with open(path, encoding="utf-8", newline="") as fh:
+            yield fh
+    else:
+        yield path
+
+
+def _from_json(value: Any, vtype: str) -> Any:
+    if vtype == "float" and isinstance(value, str):
+        return float({"NaN": "nan", "Infinity": "inf", "-Infinity": "-inf"}[value])
+    if vtype == "float":
+        return float(value)
+    return value
+
+
+def _from_parquet_row(r: dict[str, Any]) -> Any:
+    vtype = r["value_type"]
+    if vtype == "int":
+        return r["value_int"] if r["value_int"] is not None else int(r["value_text"])
+    if vtype == "bool":
+        return bool(r["value"])
+    if vtype in ("str", "json"):
+        return parse_cell(r["value_text"], vtype)
+    if vtype == "null":
+        return None
+    return r["value"]

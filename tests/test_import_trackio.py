@@ -1,0 +1,252 @@
+"""Importing a real trackio project database: every point, config, group, system metric."""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import runfleet
+from runfleet.cli import main
+from runfleet.home import Home
+from runfleet.importers import stable_id
+from runfleet.importers.trackio import import_trackio
+from runfleet.tracking import homes
+from runfleet.tracking.homes import open_store
+
+FLOATS = [0.1, 1e308, math.nan, math.inf, -math.inf, 5e-324, -0.0, 1 / 3, 123456.789]
+
+
+def _payloads() -> dict[str, list[tuple[dict[str, object], int]]]:
+    """What the trackio script logs, per run name: (metrics, step) in logging order."""
+    first: list[tuple[dict[str, object], int]] = []
+    for i, f in enumerate(FLOATS):
+        first.append(({"loss": f, "acc": i / 7, "n": 2**62 + i, "flag": i % 2 == 0,
+                       "txt": f"s{i}", "maybe": None if i % 3 else 1.5}, i))
+    first.append(({"late": 0.25}, 100))
+    first.append(({"late": 0.5}, 50))  # steps may go backwards
+    second: list[tuple[dict[str, object], int]] = [
+        ({"loss": 1.0 / (i + 1), "neg": -(2**63)}, i) for i in range(4)]
+    return {"first": first, "second": second}
+
+
+SYSTEM = [{"cpu": 12.5, "mem": 1024}, {"cpu": 13.25, "mem": 2048}, {"cpu": math.nan}]
+CONFIG = {"lr": 1e-3, "layers": [64, 32], "name": "x", "nested": {"a": 1}, "wd": math.inf}
+
+SCRIPT = textwrap.dedent("""
+    import pickle, sys
+    import trackio
+    payloads, system, config = pickle.load(open(sys.argv[1], "rb"))
+    trackio.init(project="proj", name="first", group="grp", config=config,
+                 auto_log_cpu=False, auto_log_gpu=False)
+    for metrics, step in payloads["first"]:
+        trackio.log(metrics, step=step)
+    for sample in system:
+        trackio.log_system(sample)
+    trackio.alert("diverged", text="loss is nan", level=trackio.AlertLevel.ERROR)
+    trackio.finish()
+    trackio.init(project="proj", name="second", auto_log_cpu=False, auto_log_gpu=False)
+    for metrics, step in payloads["second"]:
+        trackio.log(metrics, step=step)
+    trackio.finish()
+""")
+
+
+@pytest.fixture(scope="module")
+def trackio_db(tmp_path_factory) -> Path:
+    """A trackio project database written by the installed trackio, in a subprocess."""
+    root = tmp_path_factory.mktemp("trackio")
+    data = root / "payloads.pkl"
+    data.write_bytes(pickle.dumps((_payloads(), SYSTEM, CONFIG)))
+    script = root / "log.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "TRACKIO_DIR": str(root / "store"), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, str(script), str(data)], env=env, cwd=root,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    db = root / "store" / "proj.db"
+    assert db.exists(), list((root / "store").iterdir())
+    return db
+
+
+@pytest.fixture(autouse=True)
+def _close_homes():
+    yield
+    homes.close_all()
+
+
+def same(a: object, b: object) -> bool:
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return np.float64(a).tobytes() == np.float64(b).tobytes()  # type: ignore[arg-type]
+    return a == b
+
+
+def expected_series(run: str) -> dict[str, list[tuple[int, object]]]:
+    """Per key: (step, value) sorted by step, as logged."""
+    out: dict[str, list[tuple[int, object]]] = {}
+    for metrics, step in _payloads()[run]:
+        for key, value in metrics.items():
+            out.setdefault(key, []).append((step, value))
+    return {k: sorted(v, key=lambda p: p[0]) for k, v in out.items()}
+
+
+def db_times(db: Path, run_name: str) -> list[float]:
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT timestamp FROM metrics WHERE run_name = ? ORDER BY id",
+                            (run_name,)).fetchall()
+    return [datetime.fromisoformat(r[0]).timestamp() for r in rows]
+
+
+def test_import_is_lossless(trackio_db, tmp_path, capsys):
+    assert main(["import", "trackio", str(trackio_db), "--dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    total = sum(len(m) for p in _payloads().values() for m, _ in p) + \
+        sum(len(s) for s in SYSTEM)
+    assert "imported 2 run(s)" in out and f"{total} point(s)" in out
+    with runfleet.Api(dir=tmp_path) as api:
+        runs = {r.name: r for r in api.runs("proj")}
+        assert sorted(runs) == ["first", "second"]
+        first, second = runs["first"], runs["second"]
+        assert first.group == "grp" and second.group is None
+        assert first.status == second.status == "completed"
+        assert set(first.config) == set(CONFIG)
+        for key, value in CONFIG.items():
+            assert same(first.config[key], value) or first.config[key] == value, key
+        assert second.config == {}
+        origin = first.metadata["imported_from"]
+        assert origin["format"] == "trackio" and origin["run_name"] == "first"
+        assert "created" in origin and "username" in origin
+        for name, run in runs.items():
+            expected = expected_series(name)
+            assert set(run.keys()) == set(expected), name
+            for key, points in expected.items():
+                s = run.series(key)
+                assert s.steps.tolist() == [p[0] for p in points], (name, key)
+                got = s.values.tolist()
+                assert all(same(g, p[1]) for g, p in zip(got, points)), (name, key, got)
+        assert second.last_step == 3 and first.last_step == 100
+        # timestamps are trackio's own, to the microsecond
+        times = sorted(set(db_times(trackio_db, "first")))
+        got_times = sorted(set(first.series("acc").times.tolist()) |
+                           set(first.series("late").times.tolist()))
+        assert np.allclose(got_times, times, rtol=0, atol=1e-6)
+        # system metrics under system/, stepped by sample index
+        assert first.keys("system") == ["system/cpu", "system/mem"]
+        cpu = first.series("system/cpu")
+        assert cpu.steps.tolist() == [0, 1, 2]
+        assert all(same(a, b) for a, b in zip(cpu.values.tolist(), [12.5, 13.25, math.nan]))
+        assert first.series("system/mem").values.tolist() == [1024, 2048]
+        alerts = first.alerts()
+        assert [(a["title"], a["text"], a["level"]) for a in alerts] == \
+            [("diverged", "loss is nan", "error")]
+        # summary: the last value logged per key
+        assert same(first.summary["loss"], FLOATS[-1])
+        assert first.summary["late"] == 0.5
+        assert second.summary["loss"] == 0.25 and second.summary["neg"] == -(2**63)
+        assert not any(k.startswith("system/") for k in first.summary)
+
+
+def test_double_import_does_not_duplicate(trackio_db, tmp_path, capsys):
+    assert main(["import", "trackio", str(trackio_db), "--dir", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert main(["import", "trackio", str(trackio_db), "--dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "imported 0 run(s)" in out and "skipped 2" in out
+    with runfleet.Api(dir=tmp_path) as api:
+        runs = api.runs("proj")
+        assert len(runs) == 2
+        first = next(r for r in runs if r.name == "first")
+        assert len(first.series("loss").steps) == len(FLOATS)
+
+
+def test_project_override(trackio_db, tmp_path):
+    store = open_store(Home.resolve(tmp_path))
+    try:
+        result = import_trackio(store, trackio_db, project="renamed")
+    finally:
+        store.close()
+    assert result.project == "renamed" and len(result.imported) == 2
+    with runfleet.Api(dir=tmp_path) as api:
+        assert [str(p) for p in api.projects()] == ["renamed"]
+
+
+def test_interrupted_import_is_completed(trackio_db, tmp_path):
+    with sqlite3.connect(trackio_db) as conn:
+        run_id = conn.execute("SELECT run_id FROM configs WHERE run_name = 'second'"
+                              ).fetchone()[0]
+    store = open_store(Home.resolve(tmp_path))
+    try:
+        store.create_run("proj", stable_id("trackio", run_id), "second", status="pending")
+        result = import_trackio(store, trackio_db)
+    finally:
+        store.close()
+    assert len(result.imported) == 2 and not result.skipped
+    with runfleet.Api(dir=tmp_path) as api:
+        second = [r for r in api.runs("proj") if r.name == "second"]
+        assert len(second) == 1 and second[0].status == "completed"
+        assert len(second[0].series("loss").steps) == 4
+
+
+def test_legacy_database_without_run_ids(tmp_path):
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE metrics (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+                     "timestamp TEXT, run_name TEXT, step INTEGER, metrics TEXT)")
+        conn.execute("CREATE TABLE configs (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+                     "run_name TEXT, config TEXT, created_at TEXT)")
+        conn.executemany("INSERT INTO metrics (timestamp, run_name, step, metrics) "
+                         "VALUES (?, ?, ?, ?)", [
+                             ("2024-01-01T00:00:00.000001+00:00", "a", 0, '{"loss": 2.0}'),
+                             ("2024-01-01T00:00:01+00:00", "a", 1, '{"loss": "NaN"}'),
+                             ("2024-01-01T00:00:02+00:00", "b", 0, '{"loss": "-Infinity"}'),
+                         ])
+        conn.execute("INSERT INTO configs (run_name, config, created_at) VALUES (?, ?, ?)",
+                     ("a", '{"lr": 0.5, "_Group": "old"}', "2024-01-01T00:00:00+00:00"))
+    home = tmp_path / "home"
+    assert main(["import", "trackio", str(db), "--dir", str(home)]) == 0
+    assert main(["import", "trackio", str(db), "--dir", str(home)]) == 0
+    with runfleet.Api(dir=home) as api:
+        runs = {r.name: r for r in api.runs("old")}
+        assert sorted(runs) == ["a", "b"]
+        assert runs["a"].config == {"lr": 0.5} and runs["a"].group == "old"
+        loss = runs["a"].series("loss")
+        assert loss.steps.tolist() == [0, 1]
+        assert loss.values[0] == 2.0 and math.isnan(loss.values[1])
+        assert loss.times[0] == datetime(2024, 1, 1, 0, 0, 0, 1, tzinfo=timezone.utc).timestamp()
+        assert runs["b"].series("loss").values.tolist() == [-math.inf]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "runfleet.cli", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_errors(tmp_path, capsys):
+    home = str(tmp_path / "home")
+    assert main(["import", "trackio", str(tmp_path / "missing.db"), "--dir", home]) == 2
+    assert "no such file" in capsys.readouterr().err
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(os.urandom(4096))
+    proc = _cli("import", "trackio", str(junk), "--dir", home)
+    assert proc.returncode == 1 and "not a SQLite database" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE t (x)")
+    assert main(["import", "trackio", str(other), "--dir", home]) == 1
+    assert "no 'metrics' table" in capsys.readouterr().err
+    truncated = tmp_path / "trunc.db"
+    truncated.write_bytes(b"SQLite format 3\x00" + b"\x00" * 50)
+    assert main(["import", "trackio", str(truncated), "--dir", home]) == 1
+    assert "runfleet: error:" in capsys.readouterr().err
