@@ -74,3 +74,19 @@ def test_history_samples_and_x_axis_errors(home: Path) -> None:
         r.history(x="nonexistent")
     with pytest.raises(ValueError, match="x must be"):
         r.downsample("a", x="bogus")
+
+
+def test_history_by_a_metric_not_in_keys_and_mixed_int_float_downsampling(home: Path) -> None:
+    run = runfleet.init(project="mix", dir=home, config={"opt": {"lr": 0.1}})
+    for epoch, loss in enumerate([0, 1.5, 99.0, 0.5, 2]):  # ints and floats in one key
+        runfleet.log({"epoch": epoch, "loss": loss})
+    runfleet.finish()
+    api = runfleet.Api(home)
+    r = api.run("mix", run.id)
+    h = r.history(keys=["loss"], x="epoch")
+    assert h["epoch"].tolist() == [0, 1, 2, 3, 4] and h["loss"].tolist() == [0, 1.5, 99.0, 0.5, 2]
+    df = r.downsample("loss", buckets=2)
+    assert df["max"].max() == 99.0 and int(df["count"].sum()) == 5
+    assert len(api.runs("mix", filters={"config.opt.lr": 0.1})) == 1
+    with pytest.raises(ValueError, match="unknown filter operator"):
+        api.runs("mix", filters={"config.nope": {"$gtt": 1}})

@@ -67,6 +67,16 @@ class Api:
         """Close the database connection."""
         self._store.close()
 
+    @property
+    def store(self) -> Store:
+        """The store this Api reads (for readers that need more than runs and histories,
+        such as the dashboard's chart queries)."""
+        return self._store
+
+    def wrap(self, record: RunRecord) -> ApiRun:
+        """An :class:`ApiRun` for a stored run record of this home."""
+        return ApiRun(self, record)
+
     def __enter__(self) -> Api:
         return self
 
@@ -92,6 +102,7 @@ class Api:
         if not include_deleted:
             runs = [r for r in runs if r.status != "deleted"]
         if filters:
+            _check_filters(filters)
             runs = [r for r in runs if all(_matches(r._field(k), cond)
                                            for k, cond in filters.items())]
         if order:
@@ -116,6 +127,29 @@ class Api:
 
 
 _MISSING = object()
+_OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$regex", "$exists")
+
+
+def _lookup(tree: dict[str, Any], dotted: str) -> Any:
+    """``tree[dotted]`` (flat dotted keys, as the engine stores them), else a walk through
+    nested dicts (``{"opt": {"lr": 0.1}}`` for ``"opt.lr"``), else missing."""
+    if dotted in tree:
+        return tree[dotted]
+    node: Any = tree
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def _check_filters(filters: Mapping[str, Any]) -> None:
+    for field, cond in filters.items():
+        if isinstance(cond, Mapping) and cond and all(str(k).startswith("$") for k in cond):
+            bad = [op for op in cond if op not in _OPERATORS]
+            if bad:
+                raise ValueError(f"unknown filter operator {bad[0]!r} for {field!r}; use "
+                                 f"{' '.join(_OPERATORS)}")
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:
@@ -174,6 +208,16 @@ class ApiRun:
     def id(self) -> str:
         """The run id."""
         return self._record.id
+
+    @property
+    def rid(self) -> int:
+        """The store's internal id of the run (unique within a home)."""
+        return self._record.rid
+
+    @property
+    def updated_at(self) -> float:
+        """When the run's row last changed (seconds since the epoch)."""
+        return self._record.updated
 
     @property
     def name(self) -> str:
@@ -267,9 +311,9 @@ class ApiRun:
     def _field(self, name: str) -> Any:
         head, _, rest = name.partition(".")
         if head == "config" and rest:
-            return self._record.config.get(rest, _MISSING)
+            return _lookup(self._record.config, rest)
         if head == "summary" and rest:
-            return self._record.summary.get(rest, _MISSING)
+            return _lookup(self._record.summary, rest)
         simple = {"status": self.status, "name": self.name, "id": self.id, "group": self.group,
                   "tags": self.tags, "parent": self.parent, "created": self.created_at,
                   "notes": self.notes, "last_step": self.last_step}
@@ -307,14 +351,17 @@ class ApiRun:
         """
         import pandas as pd
 
-        names = keys if keys is not None else self.keys(stream)
+        names = list(keys) if keys is not None else self.keys(stream)
+        by_metric = x not in ("step", "_step", "time", "relative")
+        if by_metric and x not in self.keys("all"):
+            raise ValueError(f"x={x!r} is neither step, time, relative nor a logged key")
+        if by_metric and x not in names:
+            names.append(x)  # the x metric is needed as a column to sort by
         series = [self.series(k) for k in names]
         frame = _wide_frame(series)
         frame.insert(2, "_runtime", frame["_timestamp"] - self._record.created)
         if x not in ("step", "_step"):
             column = {"time": "_timestamp", "relative": "_runtime"}.get(x, x)
-            if column not in frame.columns:
-                raise ValueError(f"x={x!r} is neither step, time, relative nor a logged key")
             frame = frame.sort_values(column, kind="stable", ignore_index=True)
         if samples is not None and len(frame) > samples > 0:
             pick = np.unique(np.linspace(0, len(frame) - 1, samples).round().astype(int))
@@ -421,7 +468,9 @@ def _wide_frame(series: list[Series]) -> pd.DataFrame:
     if aligned and unique:
         data: dict[str, Any] = {"_step": first, "_timestamp": series[0].times}
         for s in series:
-            data[s.key] = s.values
+            # object columns stay object: pandas would turn text + None into NaN strings
+            data[s.key] = pd.Series(s.values, dtype=object) if s.values.dtype == object \
+                else s.values
         return pd.DataFrame(data)
     frames = []
     for s in series:
@@ -432,6 +481,8 @@ def _wide_frame(series: list[Series]) -> pd.DataFrame:
             values = pd.array(values, dtype="Int64")
         elif values.dtype.kind == "b":
             values = pd.array(values, dtype="boolean")
+        elif values.dtype == object:
+            values = pd.Series(values, dtype=object)
         frames.append(pd.DataFrame({"_step": s.steps, "_occ": occurrence,
                                     "_t_" + s.key: s.times, s.key: values}))
     merged = frames[0]

@@ -44,3 +44,14 @@ def test_uncaught_exception_marks_failed_with_traceback(home: Path) -> None:
     assert r.status == "failed"
     assert r.history()["x"].tolist() == [1.0]
     assert "RuntimeError: boom in training" in r.alerts()[-1]["text"]
+
+
+def test_sys_exit_with_an_error_code_marks_failed(home: Path) -> None:
+    code = textwrap.dedent("""
+        import sys, runfleet
+        runfleet.init(project="exit", dir=sys.argv[1], id="exit3")
+        runfleet.log({"x": 1.0})
+        sys.exit(3)
+    """)
+    assert _run(code, home).returncode == 3
+    assert runfleet.Api(home).run("exit", "exit3").status == "failed"

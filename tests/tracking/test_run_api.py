@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,9 +95,10 @@ def test_alert_is_stored(home: Path) -> None:
     with pytest.raises(ValueError, match="alert level"):
         runfleet.alert(title="x", text="y", level="loud")
     runfleet.finish()
-    assert stored(home, "p", run.id).alerts()[0] == {
-        "title": "diverged", "text": "loss is nan", "level": "warn", "step": 1,
-        "time": pytest.approx(stored(home, "p", run.id).alerts()[0]["time"])}
+    (alert,) = stored(home, "p", run.id).alerts()
+    assert {k: alert[k] for k in ("title", "text", "level", "step")} == {
+        "title": "diverged", "text": "loss is nan", "level": "warn", "step": 1}
+    assert abs(alert["time"] - time.time()) < 60
 
 
 def test_context_manager_finishes_and_records_failure(home: Path) -> None:
@@ -114,14 +116,18 @@ def test_context_manager_finishes_and_records_failure(home: Path) -> None:
 def test_explicit_steps_commit_false_and_step_property(home: Path) -> None:
     run = runfleet.init(project="p", dir=home)
     runfleet.log({"a": 1.0}, step=10)
-    assert run.step == 11
+    assert run.step == 10  # as in wandb, an explicit step stays open
     runfleet.log({"b": 2.0}, commit=False)
-    runfleet.log({"c": 3.0})
+    runfleet.log({"c": 3.0})  # still step 10, then commits
     runfleet.log({"a": 4.0})
+    runfleet.log({"d": 5.0}, step=20, commit=True)
+    assert run.step == 21
+    runfleet.log({"e": 6.0})
     runfleet.finish()
     h = stored(home, "p", run.id).history()
-    assert h["_step"].tolist() == [10, 11, 12]
-    assert h.loc[h["_step"] == 11, ["b", "c"]].values.tolist() == [[2.0, 3.0]]
+    assert h["_step"].tolist() == [10, 11, 20, 21]
+    assert h.loc[h["_step"] == 10, ["a", "b", "c"]].values.tolist() == [[1.0, 2.0, 3.0]]
+    assert h.loc[h["_step"] == 11, "a"].item() == 4.0
 
 
 def test_resume_continues_steps_without_overwriting(home: Path) -> None:

@@ -62,9 +62,9 @@ def test_a_file_replayed_again_after_a_crash_adds_nothing(home: Path) -> None:
     runfleet.finish()
     h = Home.resolve(home)
     assert isinstance(run, runfleet.Run)
-    path = spill.write(h, _one_point_batch(run))
-    saved = path.read_bytes()
     opened = runfleet.tracking.homes.get(h)
+    path = spill.write(h, _one_point_batch(run), opened.store.db_id)
+    saved = path.read_bytes()
     assert spill.replay(h, opened.store) == 1
     assert not path.exists()
     # A crash between commit and delete leaves the file behind: replaying it again is a no-op.
@@ -99,3 +99,62 @@ def test_unexpected_write_error_spills_and_never_hangs_finish(
     assert spill.pending(Home.resolve(home)) == []
     assert runfleet.Api(home).run("p", "bug").history()["v"].tolist() == [float(i)
                                                                           for i in range(100)]
+
+
+class _FlakyWrites:
+    """Makes the real store's write fail while ``failing`` is set (a full disk, say)."""
+
+    def __init__(self, store: object) -> None:
+        self.real = store.write  # type: ignore[attr-defined]
+        self.failing = False
+
+    def __call__(self, batch: WriteBatch) -> None:
+        if self.failing:
+            raise OSError(28, "No space left on device")
+        self.real(batch)
+
+
+def test_two_spill_episodes_and_spilled_run_updates_all_land(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = runfleet.init(project="p", dir=home, id="eps", config={"lr": 1})
+    assert isinstance(run, runfleet.Run)
+    store = runfleet.tracking.homes.get(Home.resolve(home)).store
+    flaky = _FlakyWrites(store)
+    monkeypatch.setattr(store, "write", flaky)
+    expected: list[float] = []
+    for episode in range(2):
+        flaky.failing = True
+        for _ in range(5):
+            runfleet.log({"v": float(len(expected))})
+            expected.append(float(len(expected)))
+        if episode == 0:
+            runfleet.config.update({"lr": 2, "bs": 64})
+            run.tags = ["important"]
+        with pytest.warns(RuntimeWarning, match="No space left"):
+            run._writer.flush(timeout=30)
+        flaky.failing = False
+        for _ in range(5):
+            runfleet.log({"v": float(len(expected))})
+            expected.append(float(len(expected)))
+        run._writer.flush(timeout=30)
+    runfleet.finish()
+    assert spill.pending(Home.resolve(home)) == []
+    r = runfleet.Api(home).run("p", "eps")
+    assert r.history()["v"].tolist() == expected
+    assert r.config == {"lr": 2, "bs": 64} and r.tags == ["important"]
+    assert r.status == "completed"
+
+
+def test_spill_lines_of_another_database_are_set_aside(home: Path) -> None:
+    run = runfleet.init(project="p", dir=home, id="x")
+    runfleet.log({"v": 1.0})
+    runfleet.finish()
+    assert isinstance(run, runfleet.Run)
+    h = Home.resolve(home)
+    path = spill.write(h, _one_point_batch(run), "some-other-database")
+    opened = runfleet.tracking.homes.get(h)
+    assert spill.replay(h, opened.store) == 0
+    assert not path.exists()
+    assert any(p.name.endswith(".foreign") for p in path.parent.iterdir())
+    assert spill.pending(h) == []
+    assert runfleet.Api(home).run("p", "x").history()["v"].tolist() == [1.0]

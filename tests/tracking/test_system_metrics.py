@@ -31,3 +31,18 @@ def test_monitor_logs_system_stream(home: Path) -> None:
     assert len(sys_hist) >= 3
     assert sys_hist["_step"].tolist() == list(range(len(sys_hist)))
     assert r.history()["loss"].tolist() == [0.0, 1.0, 2.0]  # user steps are untouched
+
+
+def test_system_samples_do_not_move_the_run_step(home: Path) -> None:
+    run = runfleet.init(project="sys", dir=home, id="s", system_metrics=True,
+                        system_interval=0.05)
+    runfleet.log({"loss": 1.0})
+    runfleet.log({"loss": 0.5})
+    time.sleep(1.5)
+    runfleet.finish()
+    r = runfleet.Api(home).run("sys", "s")
+    assert len(r.history(stream="system")) > 3
+    assert r.last_step == 1
+    again = runfleet.init(project="sys", dir=home, id="s", resume="allow", system_metrics=False)
+    assert again.step == 2
+    again.finish()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,6 +144,58 @@ class KeyInfo:
     kinds: list[str]
 
 
+@dataclass
+class SeriesExtent:
+    """How many points a series holds and the step and time range they span."""
+
+    count: int
+    step_min: int
+    step_max: int
+    time_min: float
+    time_max: float
+
+
+@dataclass
+class Blocks:
+    """Aggregates of consecutive blocks of points of a series (for charts over many points).
+
+    Parallel arrays, one entry per block: ``step_lo`` and ``time_lo`` (the block's smallest
+    step and time), ``n`` (points), ``cnt`` (non-NaN points), ``vmin``, ``vmax`` and ``vsum``
+    (min, max and sum of the non-NaN values; NaN when the block has none).
+    """
+
+    step_lo: npt.NDArray[np.int64]
+    time_lo: npt.NDArray[np.float64]
+    n: npt.NDArray[np.int64]
+    cnt: npt.NDArray[np.int64]
+    vmin: npt.NDArray[np.float64]
+    vmax: npt.NDArray[np.float64]
+    vsum: npt.NDArray[np.float64]
+
+    def __len__(self) -> int:
+        return len(self.n)
+
+
+@dataclass
+class BlockedSeries:
+    """A series over an x range, read as exact ``points`` plus (optionally) ``blocks`` that
+    summarise the rest; the two never cover the same point."""
+
+    points: Series
+    blocks: Blocks | None
+
+
+@dataclass
+class RunState:
+    """The cheap-to-read, changing part of a run: for watching a project live."""
+
+    rid: int
+    id: str
+    status: str
+    last_step: int
+    updated: float
+
+
 class Store(abc.ABC):
     """Storage for projects, runs, metric series, media rows and alerts.
 
@@ -154,6 +207,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release connections; the store is unusable afterwards."""
+
+    @property
+    @abc.abstractmethod
+    def db_id(self) -> str:
+        """A random id given to the database when it was created (never reused)."""
 
     # -- runs ---------------------------------------------------------------------------
     @abc.abstractmethod
@@ -220,3 +278,39 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def is_replayed(self, spill_name: str) -> bool:
         """Whether a spill file of this name has already been written to the store."""
+
+    # -- chart reads (defaults built on the methods above; implementations may do better) --
+    def series_extents(self, rids: Sequence[int], key: str) -> dict[int, SeriesExtent]:
+        """Point count and step/time extent of ``key`` for each run in ``rids`` that has it."""
+        out = {}
+        for rid in rids:
+            s = self.series(rid, key)
+            if len(s.steps):
+                out[rid] = SeriesExtent(len(s.steps), int(s.steps.min()), int(s.steps.max()),
+                                        float(s.times.min()), float(s.times.max()))
+        return out
+
+    def series_blocks(self, rid: int, key: str, start: float | None = None,
+                      end: float | None = None, x: str = "step",
+                      coarse: bool = False) -> BlockedSeries:
+        """Points of one series with ``start <= x <= end`` (``x`` is ``step`` or ``time``).
+
+        With ``coarse``, an implementation may return part of the range as :class:`Blocks`
+        instead of points; this default always returns exact points.
+        """
+        if x == "step":
+            return BlockedSeries(self.series(rid, key, start, end), None)
+        if x != "time":
+            raise ValueError(f"x must be 'step' or 'time', got {x!r}")
+        s = self.series(rid, key)
+        keep = np.ones(len(s.times), dtype=bool)
+        if start is not None:
+            keep &= s.times >= start
+        if end is not None:
+            keep &= s.times <= end
+        return BlockedSeries(Series(s.key, s.steps[keep], s.times[keep], s.values[keep]), None)
+
+    def run_states(self, project: str) -> list[RunState]:
+        """Id, status, last step and update time of every run of ``project`` (cheap)."""
+        return [RunState(r.rid, r.id, r.status, r.last_step, r.updated)
+                for r in self.runs(project)]

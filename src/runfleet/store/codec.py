@@ -144,3 +144,62 @@ def decode_values(kind: str, blob: bytes, n: int) -> npt.NDArray[Any]:
             out[i] = item
         return out
     raise ValueError(f"unknown value kind {kind!r}")
+
+
+# -- block summaries ---------------------------------------------------------------------------
+# A segment of a numeric kind also gets a summary: per block of SUMMARY_BLOCK consecutive
+# points (in logging order) the smallest step and time, the number of non-NaN values, and
+# their min, max and sum. A chart over many points reads these instead of decoding every
+# point, so its cost follows the number of blocks, not points; spikes survive (min/max).
+# Blocks are fixed-size little-endian records, uncompressed (the floats would not compress),
+# so the summaries of a whole series decode with one numpy call.
+SUMMARY_BLOCK = 32
+SUMMARY_KINDS = (FLOAT, INT, BOOL)
+SUMMARY_RECORD = np.dtype([("step_lo", "<i8"), ("time_lo", "<i8"), ("cnt", "u1"),
+                           ("vmin", "<f8"), ("vmax", "<f8"), ("vsum", "<f8")])
+
+
+def encode_summary(kind: str, steps: npt.NDArray[np.int64], times: npt.NDArray[np.float64],
+                   values: Sequence[Any] | npt.NDArray[Any]) -> bytes | None:
+    """Summarise a segment in blocks of :data:`SUMMARY_BLOCK` points; None for kinds that
+    cannot be summarised (text, JSON, media) or no points."""
+    n = len(steps)
+    if kind not in SUMMARY_KINDS or n == 0:
+        return None
+    nb = -(-n // SUMMARY_BLOCK)
+    pad = nb * SUMMARY_BLOCK - n
+    v = np.asarray(values, dtype=np.float64)
+    s = np.asarray(steps, dtype=np.int64)
+    t = np.rint(np.asarray(times, dtype=np.float64) * 1e6).astype(np.int64)
+    if pad:
+        v = np.concatenate([v, np.full(pad, np.nan)])
+        s = np.concatenate([s, np.full(pad, s[-1])])
+        t = np.concatenate([t, np.full(pad, t[-1])])
+    v = v.reshape(nb, SUMMARY_BLOCK)
+    present = ~np.isnan(v)
+    rec = np.empty(nb, dtype=SUMMARY_RECORD)
+    rec["step_lo"] = s.reshape(nb, SUMMARY_BLOCK).min(axis=1)
+    rec["time_lo"] = t.reshape(nb, SUMMARY_BLOCK).min(axis=1)
+    rec["cnt"] = present.sum(axis=1)
+    with np.errstate(invalid="ignore"):
+        rec["vmin"] = np.fmin.reduce(v, axis=1)
+        rec["vmax"] = np.fmax.reduce(v, axis=1)
+        rec["vsum"] = np.where(present, v, 0.0).sum(axis=1)
+    return rec.tobytes()
+
+
+def decode_summaries(blobs: Sequence[bytes], ns: Sequence[int]) -> dict[str, npt.NDArray[Any]]:
+    """Decode the summaries of several segments (holding ``ns`` points) at once: arrays
+    ``step_lo, time_lo`` (seconds), ``n`` (points per block), ``cnt`` (non-NaN points),
+    ``vmin, vmax, vsum``, blocks of all segments in the given order."""
+    rec = np.frombuffer(b"".join(blobs), dtype=SUMMARY_RECORD)
+    blocks = -(-np.asarray(ns, dtype=np.int64) // SUMMARY_BLOCK)
+    if int(blocks.sum()) != len(rec):
+        raise ValueError("segment summaries do not match their point counts")
+    n = np.full(len(rec), SUMMARY_BLOCK, dtype=np.int64)
+    last = np.cumsum(blocks) - 1
+    n[last] = np.asarray(ns, dtype=np.int64) - SUMMARY_BLOCK * (blocks - 1)
+    return {"step_lo": rec["step_lo"].astype(np.int64),
+            "time_lo": rec["time_lo"].astype(np.float64) / 1e6, "n": n,
+            "cnt": rec["cnt"].astype(np.int64), "vmin": rec["vmin"].astype(np.float64),
+            "vmax": rec["vmax"].astype(np.float64), "vsum": rec["vsum"].astype(np.float64)}

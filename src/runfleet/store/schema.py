@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable
 
 from runfleet.errors import StoreError
@@ -93,13 +94,25 @@ def _migrate_to_1(conn: sqlite3.Connection) -> None:
         if statement.strip():
             conn.execute(statement)
     conn.execute(
-        "INSERT INTO meta (key, value) VALUES ('app', ?), ('created', ?)",
-        (APP_ID, repr(time.time())),
+        "INSERT INTO meta (key, value) VALUES ('app', ?), ('created', ?), ('db_id', ?)",
+        (APP_ID, repr(time.time()), uuid.uuid4().hex),
     )
 
 
+def _migrate_to_2(conn: sqlite3.Connection) -> None:
+    # Block summaries of segments (see ``codec.encode_summary``) for fast chart queries. A
+    # table of their own, not a column of ``segments``: SQLite reads a row's columns in
+    # order through its overflow pages, so a summary stored after the point blobs would
+    # cost as much to read as the points. Segments written before this version have no row
+    # and are decoded instead until ``SQLiteStore.fill_summaries`` fills them in.
+    conn.execute("CREATE TABLE segment_summaries (segment INTEGER PRIMARY KEY,"
+                 " n INTEGER NOT NULL, blocks BLOB NOT NULL)")
+    conn.execute("CREATE TRIGGER segment_summaries_follow AFTER DELETE ON segments BEGIN"
+                 " DELETE FROM segment_summaries WHERE segment = old.id; END")
+
+
 # Index i holds the step from version i to version i + 1.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_to_1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_to_1, _migrate_to_2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

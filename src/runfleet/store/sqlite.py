@@ -6,6 +6,8 @@ import json
 import sqlite3
 import threading
 import time
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,12 +20,16 @@ from runfleet.store import codec
 from runfleet.store.base import (
     RUNNING,
     AlertRow,
+    BlockedSeries,
+    Blocks,
     KeyInfo,
     MediaRow,
     ProjectRecord,
     RunRecord,
+    RunState,
     Series,
     SeriesChunk,
+    SeriesExtent,
     Store,
     StoreBusyError,
     WriteBatch,
@@ -31,6 +37,8 @@ from runfleet.store.base import (
 from runfleet.store.schema import migrate
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
+# Keys under this prefix (system metrics) are indexed by sample, not by training step.
+SYSTEM_PREFIX = "system/"
 # Points per segment: large enough that per-row overhead vanishes, small enough that a
 # zoomed chart decodes little more than it shows and the open tail is cheap to rewrite.
 SEGMENT_POINTS = 4096
@@ -109,6 +117,7 @@ class SQLiteStore(Store):
         self.lock = threading.RLock()
         self._key_ids: dict[str, int] = {}
         self._open: dict[tuple[int, int, str], _OpenSegment] = {}
+        self._db_id = ""
 
     @classmethod
     def open(cls, path: Path, *, read_only: bool = False,
@@ -145,7 +154,30 @@ class SQLiteStore(Store):
         except BaseException:
             conn.close()
             raise
-        return cls(conn, path)
+        store = cls(conn, path)
+        store._db_id = store._read_or_make_db_id()
+        return store
+
+    @property
+    def db_id(self) -> str:
+        """See :attr:`Store.db_id`."""
+        return self._db_id
+
+    def _read_or_make_db_id(self) -> str:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'db_id'").fetchone()
+        if row is not None:
+            return str(row[0])
+
+        def body() -> str:
+            self._conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('db_id', ?)",
+                               (uuid.uuid4().hex,))
+            return str(self._conn.execute(
+                "SELECT value FROM meta WHERE key = 'db_id'").fetchone()[0])
+
+        try:
+            return str(self._run_in_transaction(body))
+        except (StoreBusyError, sqlite3.OperationalError):
+            return ""  # read-only or locked: spills cannot be matched, so none replay here
 
     @staticmethod
     def _configure(conn: sqlite3.Connection) -> None:
@@ -339,6 +371,8 @@ class SQLiteStore(Store):
                 if len(chunk.steps) == 0:
                     continue
                 self._write_chunk(chunk, pending_open)
+                if chunk.key.startswith(SYSTEM_PREFIX):
+                    continue  # system samples count their own steps: not the run's step
                 top = int(np.max(chunk.steps))
                 last_steps[chunk.run] = max(last_steps.get(chunk.run, -1), top)
             for run, step in last_steps.items():
@@ -405,8 +439,19 @@ class SQLiteStore(Store):
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (chunk.run, kid, chunk.kind, *row))
                 this_id = int(cur.lastrowid or 0)
+            self._write_summary(this_id, chunk.kind, s, t, v)
             new_tail = _OpenSegment(this_id, s, t, v) if hi - lo < SEGMENT_POINTS else None
         pending_open[slot] = new_tail
+
+    def _write_summary(self, seg_id: int, kind: str, steps: npt.NDArray[np.int64],
+                       times: npt.NDArray[np.float64], values: Any) -> None:
+        """Store the block summary of a segment just written (replacing any older one)."""
+        blob = codec.encode_summary(kind, steps, times, values)
+        if blob is None:
+            self._conn.execute("DELETE FROM segment_summaries WHERE segment = ?", (seg_id,))
+        else:
+            self._conn.execute("INSERT OR REPLACE INTO segment_summaries (segment, n, blocks)"
+                               " VALUES (?, ?, ?)", (seg_id, len(steps), blob))
 
     @staticmethod
     def _segment_row(kind: str, steps: npt.NDArray[np.int64], times: npt.NDArray[np.float64],
@@ -477,6 +522,120 @@ class SQLiteStore(Store):
             row = self._conn.execute(
                 "SELECT 1 FROM replayed_spills WHERE name = ?", (spill_name,)).fetchone()
         return row is not None
+
+    # -- chart reads --------------------------------------------------------------------------
+    def series_extents(self, rids: Sequence[int], key: str) -> dict[int, SeriesExtent]:
+        """See :meth:`Store.series_extents` (one query over segment metadata, no decoding)."""
+        rids = list(rids)
+        out: dict[int, SeriesExtent] = {}
+        for lo in range(0, len(rids), 500):  # stay below SQLite's bound-parameter limit
+            part = rids[lo:lo + 500]
+            marks = ",".join("?" * len(part))
+            with self.lock:
+                rows = self._conn.execute(
+                    "SELECT s.run, SUM(s.n), MIN(s.step_min), MAX(s.step_max), MIN(s.time_min),"
+                    " MAX(s.time_max) FROM segments s JOIN metric_keys k ON k.id = s.key"
+                    f" WHERE k.name = ? AND s.run IN ({marks}) GROUP BY s.run",
+                    [key, *part]).fetchall()
+            for r in rows:
+                out[int(r[0])] = SeriesExtent(int(r[1]), int(r[2]), int(r[3]), float(r[4]),
+                                              float(r[5]))
+        return out
+
+    def series_blocks(self, rid: int, key: str, start: float | None = None,
+                      end: float | None = None, x: str = "step",
+                      coarse: bool = False) -> BlockedSeries:
+        """See :meth:`Store.series_blocks`.
+
+        With ``coarse``, segments lying wholly inside the range and carrying an up-to-date
+        summary are returned as blocks; the others (range edges, text kinds, segments
+        written before schema 2) are decoded into exact points.
+        """
+        if x not in ("step", "time"):
+            raise ValueError(f"x must be 'step' or 'time', got {x!r}")
+        lo_col, hi_col = ("step_min", "step_max") if x == "step" else ("time_min", "time_max")
+        sql = (f"SELECT s.id, s.n, s.{lo_col}, s.{hi_col}, ss.n, ss.blocks FROM segments s"
+               " JOIN metric_keys k ON k.id = s.key"
+               " LEFT JOIN segment_summaries ss ON ss.segment = s.id"
+               " WHERE s.run = ? AND k.name = ?")
+        args: list[Any] = [rid, key]
+        if start is not None:
+            sql += f" AND s.{hi_col} >= ?"
+            args.append(start)
+        if end is not None:
+            sql += f" AND s.{lo_col} <= ?"
+            args.append(end)
+        if not coarse:  # skip reading the summaries at all
+            sql = sql.replace("ss.n, ss.blocks", "NULL, NULL")
+        with self.lock:
+            rows = self._conn.execute(sql + " ORDER BY s.id", args).fetchall()
+        blobs: list[bytes] = []
+        counts: list[int] = []
+        exact_ids: list[int] = []
+        for seg_id, n, lo, hi, summary_n, summary in rows:
+            inside = (start is None or lo >= start) and (end is None or hi <= end)
+            if coarse and inside and summary is not None and summary_n == n:
+                blobs.append(summary)
+                counts.append(n)
+            else:
+                exact_ids.append(seg_id)
+        points = self._decode_ids(key, exact_ids)
+        if x == "step":
+            points = _clip(points, points.steps, start, end)
+        else:
+            points = _clip(points, points.times, start, end)
+        blocks = Blocks(**codec.decode_summaries(blobs, counts)) if blobs else None
+        return BlockedSeries(points, blocks)
+
+    def _decode_ids(self, key: str, ids: list[int]) -> Series:
+        rows: list[tuple[Any, ...]] = []
+        for lo in range(0, len(ids), 500):
+            part = ids[lo:lo + 500]
+            marks = ",".join("?" * len(part))
+            with self.lock:
+                rows += self._conn.execute(
+                    f"SELECT kind, n, steps, times, vals FROM segments WHERE id IN ({marks})"
+                    " ORDER BY id", part).fetchall()
+        return decode_segments(key, rows, None, None)
+
+    def run_states(self, project: str) -> list[RunState]:
+        """See :meth:`Store.run_states` (no JSON decoding: cheap enough to poll)."""
+        with self.lock:
+            rows = self._conn.execute(
+                "SELECT r.rid, r.id, r.status, r.last_step, r.updated FROM runs r"
+                " JOIN projects p ON p.id = r.project WHERE p.name = ? ORDER BY r.rid",
+                (project,)).fetchall()
+        return [RunState(int(r[0]), r[1], r[2], int(r[3]), float(r[4])) for r in rows]
+
+    def fill_summaries(self, limit: int = 256) -> int:
+        """Compute missing block summaries (segments written before schema 2) for up to
+        ``limit`` segments in one transaction; return how many were filled (0: none left)."""
+
+        def body() -> int:
+            rows = self._conn.execute(
+                "SELECT s.id, s.kind, s.n, s.steps, s.times, s.vals FROM segments s"
+                " LEFT JOIN segment_summaries ss ON ss.segment = s.id"
+                " WHERE ss.segment IS NULL AND s.kind IN (?, ?, ?) LIMIT ?",
+                (*codec.SUMMARY_KINDS, limit)).fetchall()
+            for seg_id, kind, n, steps, times, vals in rows:
+                self._write_summary(seg_id, kind, codec.decode_steps(steps),
+                                    codec.decode_times(times),
+                                    codec.decode_values(kind, vals, n))
+            return len(rows)
+
+        return int(self._run_in_transaction(body))
+
+
+def _clip(s: Series, xs: npt.NDArray[Any], start: float | None, end: float | None) -> Series:
+    """Keep the points of ``s`` whose ``xs`` lie in ``[start, end]``."""
+    if start is None and end is None:
+        return s
+    keep = np.ones(len(xs), dtype=bool)
+    if start is not None:
+        keep &= xs >= start
+    if end is not None:
+        keep &= xs <= end
+    return Series(s.key, s.steps[keep], s.times[keep], s.values[keep])
 
 
 def decode_segments(key: str, rows: list[tuple[Any, ...]], start: float | None,

@@ -124,8 +124,11 @@ class Run:
 
         Values: int, float (NaN and infinities included), bool, str, numpy/torch scalars,
         :class:`Image`, :class:`Table`, :class:`Histogram`; nested dicts flatten to
-        ``outer.inner``. ``commit=False`` keeps the step for the next call. Never blocks
-        on disk; raises ``TypeError`` naming the key for a value it cannot store.
+        ``outer.inner``. Without ``step`` the values go to the current step, which then
+        advances (``commit=False`` keeps it open for the next call). With ``step=s`` (as in
+        wandb) the values go to step ``s`` and ``s`` stays open: a later call without
+        ``step`` lands there too, until a higher step or ``commit=True``. Never blocks on
+        disk; raises ``TypeError`` naming the key for a value it cannot store.
         """
         if self._finished:
             raise RuntimeError(f"run {self.id} is finished; start a new one with runfleet.init()")
@@ -142,11 +145,10 @@ class Run:
             if commit is not False:
                 self._step = at + 1
         else:
+            # wandb semantics: an explicit step stays open for later calls without a step
+            # until a higher step or commit=True; an earlier step is kept (never dropped).
             at = _as_step(step)
-            if commit is not False:
-                self._step = max(self._step, at + 1)
-            else:
-                self._step = max(self._step, at)
+            self._step = max(self._step, at + 1) if commit else max(self._step, at)
         if not clean:
             return
         # PointBuffer.add, inlined: this is the hot path of every training loop.
@@ -227,6 +229,17 @@ class Run:
         if self._on_finish is not None:
             self._on_finish(self)
 
+    def set_status(self, status: str) -> None:
+        """Record a status change without finishing (used by the engine: pending, running,
+        stopped ...)."""
+        self._writer.update_run(self._rid, status=status)
+
+    def set_metadata(self, key: str, value: Any) -> None:
+        """Store ``value`` under ``key`` in the run's metadata (persisted at the next flush)."""
+        with self._target.lock:
+            self._target.metadata[key] = value
+            self._target.metadata_dirty = True
+
     def fail(self, message: str) -> None:
         """Record a failure (as an error alert with ``message``) and finish as failed."""
         if self._finished:
@@ -273,6 +286,6 @@ def _as_step(step: Any) -> int:
             value = int(value)
         if type(value) is not int:
             raise TypeError(f"step must be an int, got {step!r}")
-    if value < 0:
-        raise ValueError(f"step must be >= 0, got {value}")
+    if not 0 <= value < 2**63:
+        raise ValueError(f"step must be between 0 and 2**63 - 1, got {value}")
     return value

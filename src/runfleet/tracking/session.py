@@ -43,6 +43,7 @@ _state_lock = threading.RLock()
 _active: Run | DisabledRun | None = None
 _warned: set[str] = set()
 _uncaught: list[BaseException] = []
+_exit_code: list[Any] = []
 
 
 def active_run() -> Run | DisabledRun | None:
@@ -120,66 +121,100 @@ def init(
         if mode == "disabled":
             _active = DisabledRun(project=project, name=name, config=config)
             return _active
-        home = Home.resolve(dir)
-        opened = homes.get(home)
-        cfg_values = Config(config).as_dict() if config is not None else {}
-        record = None
-        if resume in (True, "allow", "must", "auto"):
-            if id is not None:
-                record = opened.store.find_run(project, id=id)
-            elif name is not None:
-                record = opened.store.find_run(project, name=name)
-            if record is None and resume == "must":
-                what = f"id {id!r}" if id is not None else f"name {name!r}"
-                raise ValueError(f"resume='must' but project {project!r} has no run with {what}")
-        elif id is not None and opened.store.find_run(project, id=id) is not None:
-            raise ValueError(
-                f"run id {id!r} already exists in project {project!r}; pass resume='allow' "
-                f"to continue it, or choose another id")
-
-        if record is not None:
-            merged = {**record.config, **cfg_values}
-            fields: dict[str, Any] = {"status": RUNNING, "finished": None,
-                                      "heartbeat": time.time(), "config": merged}
-            if tag_list:
-                fields["tags"] = tag_list
-            if notes is not None:
-                fields["notes"] = notes
-            if group is not None:
-                fields["grp"] = group
-            opened.store.update_run(record.rid, **fields)
-            metadata = dict(record.metadata)
-            metadata.setdefault("resumed", []).append(time.time())
-            definitions = [MetricDefinition.from_json(d) for d in metadata.get("metrics", [])]
-            summary = Summary(record.summary, metadata.get("summary_state"), definitions)
-            rid, run_id, run_name = record.rid, record.id, record.name
-            step = record.last_step + 1
-            group = group if group is not None else record.group
-            tag_list = tag_list or list(record.tags)
-            notes = notes if notes is not None else record.notes
-            cfg_values = merged
-        else:
-            metadata = _environment()
-            run_id = id or new_run_id()
-            count = next((p.run_count for p in opened.store.projects() if p.name == project), 0)
-            run_name = name or new_run_name(count + 1)
-            record = opened.store.create_run(
-                project, run_id, run_name, group=group, config=cfg_values, tags=tag_list,
-                notes=notes, parent=parent, parent_step=parent_step, metadata=metadata)
-            rid, step = record.rid, 0
-            summary = Summary()
-
-        run = Run(home=home, writer=opened.writer, rid=rid, id=run_id, name=run_name,
-                  project=project, group=group, tags=tag_list, notes=notes,
-                  config=Config(cfg_values, on_change=lambda snapshot: opened.writer.update_run(
-                      rid, config=snapshot)),
-                  summary=summary, metadata=metadata, step=step, on_finish=_on_finish)
-        if _system_metrics_enabled(system_metrics):
-            run._monitor = SystemMonitor(
-                lambda i, d: run._log_system(i, d), interval=system_interval).start()
+        run = start_run(project, name=name, group=group, config=config, tags=tag_list,
+                        notes=notes, id=id, resume=resume, dir=dir,
+                        system_metrics=system_metrics, system_interval=system_interval,
+                        parent=parent, parent_step=parent_step, on_finish=_on_finish)
         _active = run
         _install_hooks()
         return run
+
+
+def start_run(
+    project: str,
+    *,
+    name: str | None = None,
+    group: str | None = None,
+    config: Any = None,
+    tags: list[str] | None = None,
+    notes: str | None = None,
+    id: str | None = None,
+    resume: bool | str | None = None,
+    dir: str | os.PathLike[str] | None = None,
+    system_metrics: bool | None = False,
+    system_interval: float = DEFAULT_INTERVAL_S,
+    parent: str | None = None,
+    parent_step: int | None = None,
+    on_finish: Any = None,
+    status: str = RUNNING,
+) -> Run:
+    """Create or resume a run without making it the active one.
+
+    This is what :func:`init` uses, and what the engine's controller uses to track many
+    runs at once from one process. Arguments are those of :func:`init`.
+    """
+    tag_list = list(tags or [])
+    home = Home.resolve(dir)
+    opened = homes.get(home)
+    cfg_values = Config(config).as_dict() if config is not None else {}
+    record = None
+    if resume in (True, "allow", "must", "auto"):
+        if id is not None:
+            record = opened.store.find_run(project, id=id)
+        elif name is not None:
+            record = opened.store.find_run(project, name=name)
+        if record is None and resume == "must":
+            what = f"id {id!r}" if id is not None else f"name {name!r}"
+            raise ValueError(f"resume='must' but project {project!r} has no run with {what}")
+    elif id is not None and opened.store.find_run(project, id=id) is not None:
+        raise ValueError(
+            f"run id {id!r} already exists in project {project!r}; pass resume='allow' "
+            f"to continue it, or choose another id")
+
+    if record is not None:
+        merged = {**record.config, **cfg_values}
+        fields: dict[str, Any] = {"status": status, "finished": None,
+                                  "heartbeat": time.time(), "config": merged}
+        if tag_list:
+            fields["tags"] = tag_list
+        if notes is not None:
+            fields["notes"] = notes
+        if group is not None:
+            fields["grp"] = group
+        opened.store.update_run(record.rid, **fields)
+        metadata = {**record.metadata, **_environment()}  # this process now writes it
+        metadata.setdefault("resumed", []).append(time.time())
+        definitions = [MetricDefinition.from_json(d) for d in metadata.get("metrics", [])]
+        summary = Summary(record.summary, metadata.get("summary_state"), definitions)
+        rid, run_id, run_name = record.rid, record.id, record.name
+        step = record.last_step + 1
+        group = group if group is not None else record.group
+        tag_list = tag_list or list(record.tags)
+        notes = notes if notes is not None else record.notes
+        cfg_values = merged
+    else:
+        metadata = _environment()
+        run_id = id or new_run_id()
+        count = next((p.run_count for p in opened.store.projects() if p.name == project), 0)
+        run_name = name or new_run_name(count + 1)
+        record = opened.store.create_run(
+            project, run_id, run_name, group=group, config=cfg_values, tags=tag_list,
+            notes=notes, parent=parent, parent_step=parent_step, metadata=metadata,
+            status=status)
+        rid, step = record.rid, 0
+        summary = Summary()
+
+    run = Run(home=home, writer=opened.writer, rid=rid, id=run_id, name=run_name,
+              project=project, group=group, tags=tag_list, notes=notes,
+              config=Config(cfg_values, on_change=lambda snapshot: opened.writer.update_run(
+                  rid, config=snapshot)),
+              summary=summary, metadata=metadata, step=step, on_finish=on_finish)
+    if "resumed" in metadata:
+        run.set_metadata("resumed", metadata["resumed"])  # persist the new host and pid
+    if _system_metrics_enabled(system_metrics):
+        run._monitor = SystemMonitor(
+            lambda i, d: run._log_system(i, d), interval=system_interval).start()
+    return run
 
 
 def _system_metrics_enabled(flag: bool | None) -> bool:
@@ -237,11 +272,19 @@ def _install_hooks() -> None:
         previous(exc_type, exc, tb)
 
     sys.excepthook = hook
+    real_exit = sys.exit
+
+    def exit_hook(code: Any = None) -> None:
+        _exit_code.append(code)  # SystemExit never reaches excepthook: remember the code
+        real_exit(code)
+
+    sys.exit = exit_hook  # type: ignore[assignment]
     atexit.register(_finish_at_exit)
 
 
 def _finish_at_exit() -> None:
     run = _active
     if run is not None:
-        status = FAILED if _uncaught else None
+        code = _exit_code[-1] if _exit_code else None
+        status = FAILED if _uncaught or code not in (None, 0) else None
         run.finish(status=status) if isinstance(run, Run) else run.finish()

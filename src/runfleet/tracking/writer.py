@@ -126,6 +126,7 @@ class Writer:
         self._last_heartbeat = 0.0
         self._write_lock = threading.Lock()
         self._forked = False  # set in a fork()ed child: the parent owns the buffers
+        self._media_spilled = False  # a media file of this batch lives in the spill folder
         self.on_error: Callable[[str], None] | None = None
         self._thread = threading.Thread(target=self._loop, name="runfleet-writer", daemon=True)
         self._thread.start()
@@ -195,7 +196,8 @@ class Writer:
                     self._last_heartbeat = now
                     for rid in list(self._targets):
                         batch.run_updates.setdefault(rid, {}).setdefault("heartbeat", now)
-                self._persist(batch)
+                self._persist(batch, force_spill=self._media_spilled)
+                self._media_spilled = False
             except Exception as exc:  # a bug here must neither kill the thread nor hang flush()
                 self._warn(f"runfleet writer failed on a batch: {exc!r}")
             finally:
@@ -212,7 +214,10 @@ class Writer:
         for rid, target in list(self._targets.items()):
             blocks = target.buffer.take()
             if blocks:
-                self._add_blocks(batch, rid, blocks)
+                try:
+                    self._add_blocks(batch, rid, blocks)
+                except Exception as exc:  # one run's bad data must not sink the others
+                    self._alert_failure(batch, rid, None, f"points could not be stored: {exc!r}")
             dirty = target.summary.take_dirty()
             with target.lock:
                 if dirty is not None:
@@ -286,6 +291,7 @@ class Writer:
                 path = spill.media_path(self.home, rel)
                 meta = media.write(path)
                 meta["spilled_to"] = str(path)
+                self._media_spilled = True  # the batch must be replayed to move the file
                 self._warn(f"cannot write media to {self.home.root} ({exc}); kept it at {path}")
             except OSError as exc2:
                 self._alert_failure(batch, rid, step, f"media {key!r} at step {step} lost: {exc2}")
@@ -297,21 +303,28 @@ class Writer:
         batch.media.append(MediaRow(rid, key, step, media.type_name, rel.as_posix(), meta, when))
         return ref
 
-    def _alert_failure(self, batch: WriteBatch, rid: int, step: int, text: str) -> None:
+    def _alert_failure(self, batch: WriteBatch, rid: int, step: int | None, text: str
+                       ) -> None:
         batch.alerts.append(AlertRow(rid, "logging error", text, "error", step, time.time()))
         self._warn(text)
 
-    def _persist(self, batch: WriteBatch) -> None:
+    def _persist(self, batch: WriteBatch, force_spill: bool = False) -> None:
+        """Write ``batch`` after any older batches (stuck in memory or spilled), in order."""
         pending = [*self._stuck, batch] if self._stuck else [batch]
         self._stuck = []
         for i, b in enumerate(pending):
             if b.is_empty():
                 continue
-            error = self._write_with_retry(b)
+            if self._spilled and not self._replay_own():
+                error: str | None = "earlier points still wait in a spill file"
+            elif force_spill and b is batch:
+                error = "media files could not be written into the home"
+            else:
+                error = self._write_with_retry(b)
             if error is None:
                 continue
             try:
-                where = spill.write(self.home, b)
+                where = spill.write(self.home, b, self.store.db_id)
                 self._spilled = True
                 self._warn(f"runfleet could not write to {self.home.db_path} ({error}); "
                            f"{_count(b)} points were saved to {where} and will be replayed")
@@ -321,10 +334,15 @@ class Writer:
                            f"({exc}); {sum(_count(x) for x in pending[i:])} points are "
                            f"kept in memory and retried")
                 return
-        if self._spilled and not self._stuck:
-            with contextlib.suppress(Exception):
-                if spill.replay(self.home, self.store) >= 0 and not spill.pending(self.home):
-                    self._spilled = False
+
+    def _replay_own(self) -> bool:
+        """Replay this process's spill files; True once none is left."""
+        try:
+            spill.replay(self.home, self.store)
+        except Exception:  # the database still fails: keep the files, keep the order
+            return False
+        self._spilled = bool(spill.own_pending(self.home))
+        return not self._spilled
 
     def _write_with_retry(self, batch: WriteBatch) -> str | None:
         """Write ``batch``; return None on success, else the last error message."""
