@@ -34,8 +34,7 @@ def test_monitor_logs_system_stream(home: Path) -> None:
 
 
 def test_system_samples_do_not_move_the_run_step(home: Path) -> None:
-    run = runfleet.init(project="sys", dir=home, id="s", system_metrics=True,
-                        system_interval=0.05)
+    runfleet.init(project="sys", dir=home, id="s", system_metrics=True, system_interval=0.05)
     runfleet.log({"loss": 1.0})
     runfleet.log({"loss": 0.5})
     time.sleep(1.5)
