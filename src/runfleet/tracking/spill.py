@@ -3,12 +3,13 @@
 A spill file is append-only JSON lines, one :class:`WriteBatch` a line, named
 ``spill-<pid>-<ns>-<random>.jsonl`` in the first writable spill folder of the home (see
 :attr:`Home.spill_dirs`). Each line carries a unique id and the id of its database.
+
 Replay claims a file by renaming it (atomic, so two processes never replay the same
 file; files of live processes are left to their owners, who may still be appending),
-writes each line as its own transaction tagged with the line's id (recorded in the database, so a crash mid-replay never
-duplicates a line), moves spilled media files into the home, then deletes the file. Lines
-of another database (a home deleted and recreated at the same path) are set aside, never
-replayed into the wrong runs.
+writes each line as its own transaction tagged with the line's id (recorded in the
+database, so a crash mid-replay never duplicates a line), moves spilled media files into
+the home, then deletes the file. Lines of another database (a home deleted and recreated
+at the same path) are set aside, never replayed into the wrong runs.
 """
 
 from __future__ import annotations
