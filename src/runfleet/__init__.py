@@ -15,7 +15,7 @@ Reading back::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runfleet.api import Api, ApiRun, Project
 from runfleet.errors import RunfleetError, RunNotFoundError, StoreError
@@ -36,10 +36,18 @@ from runfleet.tracking.run import Run
 from runfleet.tracking.session import init
 from runfleet.tracking.summary import Summary
 
+if TYPE_CHECKING:
+    from runfleet.engine import Experiment, GridSearch, List, RandomSearch, Range
+
 __version__ = "0.1.0"
 
 __all__ = [
     "Api",
+    "Experiment",
+    "GridSearch",
+    "List",
+    "RandomSearch",
+    "Range",
     "ApiRun",
     "Config",
     "Histogram",
@@ -67,8 +75,16 @@ __all__ = [
 ]
 
 
+_ENGINE_NAMES = ("Experiment", "GridSearch", "List", "RandomSearch", "Range")
+
+
 def __getattr__(name: str) -> Any:
-    """``runfleet.run``, ``runfleet.config`` and ``runfleet.summary`` follow the active run."""
+    """``runfleet.run``, ``runfleet.config`` and ``runfleet.summary`` follow the active run;
+    the engine's names (``Experiment``, ``List`` ...) load on first use."""
+    if name in _ENGINE_NAMES:
+        import runfleet.engine
+
+        return getattr(runfleet.engine, name)
     if name == "run":
         return _fn.current_run()
     if name == "config":

@@ -1,0 +1,120 @@
+"""A plain PyTorch training loop for custom models (``trainer="torch"``).
+
+Contract: ``create_model_fn(config)`` returns a ``torch.nn.Module`` whose
+``forward(batch)`` returns a scalar loss tensor, or a dict with ``"loss"`` and other scalar
+metrics. ``batch`` is built from the dataset rows of a step by ``config.collate_fn``
+(default: ``torch.utils.data.default_collate``). The config is a
+:class:`runfleet.fit.TorchConfig`; all of its weights train.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from runfleet.backends.base import (
+    Backend,
+    cpu_copy,
+    register,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
+from runfleet.backends.optim import clip_and_step, make_optimizer, make_scheduler
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@register
+class TorchLoopBackend(Backend):
+    """Full training of a custom ``nn.Module``; the model is rebuilt per run on the worker."""
+
+    trainer = "torch"
+
+    def open(self, state: dict[str, Any] | None) -> None:
+        import torch
+
+        cfg = self.spec.config
+        if state is None:
+            seed_everything(self.spec.seed)
+        self.model = self.resources.create_model_fn(cfg).to(self.resources.device)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(self.params, cfg)
+        self.scheduler = make_scheduler(self.optimizer, cfg, self.spec.plan.total_steps)
+        if state is not None:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            set_rng_state(state["rng"])
+        self.collate = cfg.get("collate_fn") or torch.utils.data.default_collate
+        self.model.train()
+
+    def _forward(self, rows: list[Any]) -> dict[str, Any]:
+        batch = self.collate(rows)
+        batch = _to_device(batch, self.resources.device)
+        out = self.model(batch)
+        return out if isinstance(out, dict) else {"loss": out}
+
+    def train_step(self, step: int, indices: list[int]) -> dict[str, Any]:
+        cfg = self.spec.config
+        accum = int(cfg.get("gradient_accumulation_steps", 1))
+        data = self.resources.train_dataset
+        micro = _split(indices, accum)
+        totals: dict[str, float] = {}
+        for part in micro:
+            out = self._forward([data[i] for i in part])
+            loss = out["loss"]
+            (loss / len(micro)).backward()
+            for k, v in out.items():
+                totals[k] = totals.get(k, 0.0) + float(v) / len(micro)
+        if not math.isfinite(totals["loss"]):
+            raise NonFiniteLossError(f"loss is {totals['loss']} at step {step}")
+        grad_norm, lr = clip_and_step(self.params, self.optimizer, self.scheduler,
+                                      cfg.get("max_grad_norm", 1.0))
+        return {**totals, "learning_rate": lr, "grad_norm": grad_norm}
+
+    def evaluate(self) -> dict[str, Any]:
+        import torch
+
+        data = self.resources.eval_dataset
+        if data is None or len(data) == 0:
+            return {}
+        cfg = self.spec.config
+        size = int(cfg.get("per_device_eval_batch_size") or cfg["per_device_train_batch_size"])
+        self.model.eval()
+        totals: dict[str, float] = {}
+        count = 0
+        with torch.no_grad():
+            for lo in range(0, len(data), size):
+                rows = [data[i] for i in range(lo, min(lo + size, len(data)))]
+                out = self._forward(rows)
+                for k, v in out.items():
+                    totals[k] = totals.get(k, 0.0) + float(v) * len(rows)
+                count += len(rows)
+        self.model.train()
+        return {f"eval_{k}": v / count for k, v in totals.items()}
+
+    def state(self) -> dict[str, Any]:
+        return {"model": cpu_copy(self.model.state_dict()),
+                "optimizer": cpu_copy(self.optimizer.state_dict()),
+                "scheduler": self.scheduler.state_dict(), "rng": rng_state()}
+
+    def close(self) -> None:
+        del self.model, self.optimizer, self.scheduler, self.params
+
+
+def _split(indices: list[int], parts: int) -> list[list[int]]:
+    size = math.ceil(len(indices) / max(parts, 1))
+    return [indices[i:i + size] for i in range(0, len(indices), size)]
+
+
+def _to_device(batch: Any, device: str) -> Any:
+    if hasattr(batch, "to"):
+        return batch.to(device)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch

@@ -1,0 +1,47 @@
+"""Scheduling policies: which run gets the next free worker.
+
+A policy is a pure decision object: it sees the runs' scheduling state and answers; it
+holds no processes and is tested with plain data. :class:`FairRoundRobin` is the default:
+the run with the fewest chunks done goes first, ties broken by run order, so every config
+shows its learning curve early. A decision is O(runs). Stopping policies (successive
+halving, median stopping) will plug in next to it.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass
+class Schedulable:
+    """What a scheduling policy knows about a run."""
+
+    index: int  # position in the experiment (run order)
+    run_id: str
+    chunks_done: int
+    num_chunks: int
+    busy: bool  # a chunk of it is on a worker right now
+    runnable: bool  # pending or running (not stopped, failed, completed, deleted)
+
+
+class SchedulingPolicy(abc.ABC):
+    """Chooses the run to put on a free worker (``choose`` must be side-effect free)."""
+
+    @abc.abstractmethod
+    def choose(self, runs: Sequence[Schedulable], worker: int) -> str | None:
+        """The run id to train next on ``worker``, or None if nothing can run now."""
+
+
+class FairRoundRobin(SchedulingPolicy):
+    """Fewest chunks done first; ties by run order."""
+
+    def choose(self, runs: Sequence[Schedulable], worker: int) -> str | None:
+        best: Schedulable | None = None
+        for r in runs:
+            if r.busy or not r.runnable or r.chunks_done >= r.num_chunks:
+                continue
+            if best is None or (r.chunks_done, r.index) < (best.chunks_done, best.index):
+                best = r
+        return best.run_id if best is not None else None

@@ -1,0 +1,218 @@
+"""Search spaces: ``List`` and ``Range`` values anywhere in a config tree, expanded by
+``GridSearch`` (every combination of ``List`` values) or ``RandomSearch`` (``num_runs``
+samples, ``Range`` included). Expansion is deterministic: the first search value met in a
+depth-first walk varies slowest, and a ``List`` of configs may itself hold search values.
+
+Example:
+    >>> space = GridSearch({"lr": List([1e-3, 1e-4]), "opt": {"beta": List([0.9, 0.99])}})
+    >>> [flatten(c) for c in space.expand()][:2]
+    [{'lr': 0.001, 'opt.beta': 0.9}, {'lr': 0.001, 'opt.beta': 0.99}]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from runfleet.fit.configs import FitConfig, OpenConfig
+
+Path = tuple[Any, ...]
+
+
+class SpaceError(ValueError):
+    """A search space is malformed; the message names the key."""
+
+
+class List:
+    """Choose among ``values``: every one in a grid, uniformly in a random search."""
+
+    def __init__(self, values: Sequence[Any]) -> None:
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+            raise SpaceError(f"List needs a sequence of values, got {type(values).__name__}")
+        if len(values) == 0:
+            raise SpaceError("List needs at least one value")
+        self.values = list(values)
+
+    def sample(self, rng: np.random.Generator) -> Any:
+        """One value, uniformly."""
+        return self.values[int(rng.integers(len(self.values)))]
+
+    def __repr__(self) -> str:
+        return f"List({self.values!r})"
+
+
+class Range:
+    """A value in ``[lo, hi]``, sampled by :class:`RandomSearch` (log-uniform with
+    ``log=True``; ``dtype=int`` gives integers, both ends included)."""
+
+    def __init__(self, lo: float, hi: float, log: bool = False, dtype: type = float) -> None:
+        if dtype not in (float, int):
+            raise SpaceError(f"Range dtype must be float or int, got {dtype!r}")
+        if not (isinstance(lo, (int, float)) and isinstance(hi, (int, float))):
+            raise SpaceError("Range bounds must be numbers")
+        if not lo < hi:
+            raise SpaceError(f"Range needs lo < hi, got {lo} and {hi}")
+        if log and lo <= 0:
+            raise SpaceError(f"a log Range needs lo > 0, got {lo}")
+        self.lo, self.hi, self.log, self.dtype = lo, hi, log, dtype
+
+    def sample(self, rng: np.random.Generator) -> Any:
+        """One value from the range."""
+        if self.log:
+            value = math.exp(rng.uniform(math.log(self.lo), math.log(self.hi)))
+        else:
+            value = rng.uniform(self.lo, self.hi)
+        if self.dtype is int:
+            return int(min(max(round(value), math.ceil(self.lo)), math.floor(self.hi)))
+        return float(value)
+
+    def __repr__(self) -> str:
+        return f"Range({self.lo}, {self.hi}, log={self.log}, dtype={self.dtype.__name__})"
+
+
+# -- walking config trees ---------------------------------------------------------------------
+def _children(node: Any) -> list[tuple[Any, Any]]:
+    if isinstance(node, OpenConfig):
+        return list(node.as_dict().items())
+    if isinstance(node, FitConfig):
+        return list(node.kwargs.items())
+    if isinstance(node, Mapping):
+        return list(node.items())
+    if isinstance(node, (list, tuple)):
+        return list(enumerate(node))
+    return []
+
+
+def _replace(node: Any, key: Any, value: Any) -> Any:
+    if isinstance(node, OpenConfig):
+        return node.with_values({**node.as_dict(), key: value})
+    if isinstance(node, FitConfig):
+        return node.with_values({**node.kwargs, key: value})
+    if isinstance(node, Mapping):
+        return {**node, key: value}
+    if isinstance(node, list):
+        return [value if i == key else v for i, v in enumerate(node)]
+    if isinstance(node, tuple):
+        return tuple(value if i == key else v for i, v in enumerate(node))
+    raise SpaceError(f"cannot set {key!r} inside {type(node).__name__}")
+
+
+def _first_dim(node: Any, path: Path = ()) -> Path | None:
+    if isinstance(node, (List, Range)):
+        return path
+    for key, child in _children(node):
+        found = _first_dim(child, (*path, key))
+        if found is not None:
+            return found
+    return None
+
+
+def _get(node: Any, path: Path) -> Any:
+    for key in path:
+        node = dict(_children(node))[key]
+    return node
+
+
+def _set(node: Any, path: Path, value: Any) -> Any:
+    if not path:
+        return value
+    child = dict(_children(node))[path[0]]
+    return _replace(node, path[0], _set(child, path[1:], value))
+
+
+def dotted(path: Path) -> str:
+    """``("training_args", "learning_rate")`` -> ``"training_args.learning_rate"``."""
+    return ".".join(str(p) for p in path)
+
+
+def expand_grid(tree: Any) -> list[Any]:
+    """Every combination of the ``List`` values in ``tree`` (``Range`` is an error)."""
+    path = _first_dim(tree)
+    if path is None:
+        return [tree]
+    dim = _get(tree, path)
+    if isinstance(dim, Range):
+        raise SpaceError(f"{dotted(path) or 'the config'} is a Range: GridSearch cannot "
+                         f"enumerate it; use List([...]) or RandomSearch")
+    out: list[Any] = []
+    for value in dim.values:
+        out.extend(expand_grid(_set(tree, path, value)))
+    return out
+
+
+def sample_tree(tree: Any, rng: np.random.Generator) -> Any:
+    """One random concrete config from ``tree``."""
+    path = _first_dim(tree)
+    while path is not None:
+        tree = _set(tree, path, _get(tree, path).sample(rng))
+        path = _first_dim(tree)
+    return tree
+
+
+def _leaf(value: Any) -> Any:
+    if callable(value) and not isinstance(value, type):
+        return getattr(value, "__qualname__", None) or repr(value)
+    if isinstance(value, type):
+        return value.__name__
+    if isinstance(value, (set, frozenset)):
+        return sorted(_leaf(v) for v in value)
+    return value
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """A concrete config as ``{dotted.key: value}`` (callables by name, None omitted).
+
+    Lists of plain values (e.g. ``target_modules``) stay lists; configs nest with dots.
+    """
+    out: dict[str, Any] = {}
+    for key, value in _children(tree):
+        name = f"{prefix}{key}"
+        if value is None:
+            continue
+        if isinstance(value, (OpenConfig, FitConfig, Mapping)):
+            out.update(flatten(value, name + "."))
+        elif isinstance(value, (list, tuple)) and any(
+                isinstance(v, (OpenConfig, FitConfig, Mapping)) for v in value):
+            out.update(flatten(list(value), name + "."))
+        elif isinstance(value, (list, tuple)):
+            out[name] = [_leaf(v) for v in value]
+        else:
+            out[name] = _leaf(value)
+    return out
+
+
+class GridSearch:
+    """Every combination of the ``List`` values in ``space``, trained with ``trainer``.
+
+    ``trainer`` is ``"sft"``, ``"dpo"``, ``"grpo"`` (HF/TRL with PEFT) or ``"torch"`` (a
+    plain PyTorch loop for custom models).
+    """
+
+    def __init__(self, space: Any, trainer: str = "sft") -> None:
+        self.space = space
+        self.trainer = trainer
+
+    def expand(self) -> list[Any]:
+        """The concrete configs, in a deterministic order."""
+        return expand_grid(self.space)
+
+
+class RandomSearch:
+    """``num_runs`` configs sampled from ``space`` with ``seed`` (``List`` uniformly,
+    ``Range`` as declared)."""
+
+    def __init__(self, space: Any, num_runs: int, seed: int = 0, trainer: str = "sft") -> None:
+        if num_runs < 1:
+            raise SpaceError(f"num_runs must be >= 1, got {num_runs}")
+        self.space = space
+        self.num_runs = num_runs
+        self.seed = seed
+        self.trainer = trainer
+
+    def expand(self) -> list[Any]:
+        """The sampled configs (the same ones for the same seed)."""
+        rng = np.random.default_rng(self.seed)
+        return [sample_tree(self.space, rng) for _ in range(self.num_runs)]

@@ -1,0 +1,102 @@
+"""A worker process: takes chunk tasks, trains them with the run's backend, reports events.
+
+For each task the worker loads the run's state (host RAM cache, else the checkpoint on
+disk), puts the run on its device (``Backend.open``), runs the chunk's steps, evaluates
+every ``eval_steps`` steps and at the end of the chunk, saves the state (``Backend.state``
+to the checkpoint store) and takes the run off the device (``Backend.close``). A failure
+of the run (bad config, out of memory, NaN loss) is reported with its traceback and the
+worker goes on with the next task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import traceback
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+
+from runfleet.backends.base import Backend, WorkerResources, backend_for
+from runfleet.engine.checkpoint import CheckpointStore, checkpoint_key
+from runfleet.engine.events import ChunkDone, StepMetrics, TaskFailed, WorkerReady
+from runfleet.engine.executor import WorkerSetup
+from runfleet.engine.spec import ChunkResult, ChunkTask
+
+
+def worker_main(index: int, device: str, setup_blob: bytes, tasks: Connection,
+                events: Connection) -> None:
+    """Entry point of a worker process (see the module docstring)."""
+    setup: WorkerSetup = cloudpickle.loads(setup_blob)
+    import torch
+
+    if setup.threads:
+        torch.set_num_threads(setup.threads)
+    resources = WorkerResources(device=device, train_dataset=setup.train_dataset,
+                                eval_dataset=setup.eval_dataset,
+                                create_model_fn=setup.create_model_fn)
+    checkpoints = CheckpointStore(Path(setup.checkpoint_root))
+    events.send(WorkerReady(index, {"pid": os.getpid(), "device": device}))
+    while True:
+        try:
+            task = cloudpickle.loads(tasks.recv_bytes())
+        except (EOFError, OSError):
+            return  # the controller went away
+        if task is None:
+            return
+        run_task(index, task, resources, checkpoints, events)
+
+
+def run_task(index: int, task: ChunkTask, resources: WorkerResources,
+             checkpoints: CheckpointStore, events: Connection) -> None:
+    """Train one chunk of one run and report what happened."""
+    spec = task.spec
+    backend: Backend | None = None
+    timings = {"swap_in_s": 0.0, "train_s": 0.0, "eval_s": 0.0, "swap_out_s": 0.0}
+    try:
+        t0 = time.perf_counter()
+        source = task.state_key or spec.warm_start
+        state: Any = checkpoints.load(source) if source else None
+        backend = backend_for(spec.trainer)(spec, resources)
+        backend.open(state)
+        timings["swap_in_s"] = time.perf_counter() - t0
+        evaluated_at = -1
+        for step in range(task.start, task.end):
+            t1 = time.perf_counter()
+            values = backend.train_step(step, spec.plan.batch_indices(step))
+            timings["train_s"] += time.perf_counter() - t1
+            global_step = step + 1
+            values.update({"epoch": spec.plan.epoch_of(step), "step": global_step,
+                           "chunk": task.chunk})
+            events.send(StepMetrics(index, task.task_id, spec.run_id, global_step, values))
+            if spec.eval_steps and global_step % spec.eval_steps == 0:
+                _evaluate(index, task, backend, global_step, events, timings)
+                evaluated_at = global_step
+        if resources.eval_dataset is not None and evaluated_at != task.end:
+            _evaluate(index, task, backend, task.end, events, timings)
+        t2 = time.perf_counter()
+        key = checkpoint_key(spec.run_id, task.chunk)
+        checkpoints.save(key, backend.state())
+        backend.close()
+        backend = None
+        timings["swap_out_s"] = time.perf_counter() - t2
+        events.send(ChunkDone(index, ChunkResult(task.task_id, spec.run_id, task.chunk,
+                                                 task.end, key, timings)))
+    except Exception as exc:  # the run fails; the worker lives on for the other runs
+        if backend is not None:
+            with contextlib.suppress(Exception):  # already broken: nothing more to release
+                backend.close()
+        events.send(TaskFailed(index, task.task_id, spec.run_id,
+                               f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+
+
+def _evaluate(index: int, task: ChunkTask, backend: Backend, global_step: int,
+              events: Connection, timings: dict[str, float]) -> None:
+    t = time.perf_counter()
+    values = backend.evaluate()
+    timings["eval_s"] += time.perf_counter() - t
+    if values:
+        events.send(StepMetrics(index, task.task_id, task.spec.run_id, global_step, values))

@@ -1,0 +1,60 @@
+"""Tiny models and data for engine tests (importable by spawned worker processes)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import torch
+
+from runfleet.fit import TorchConfig
+
+
+class Regressor(torch.nn.Module):
+    """An MLP with dropout, so RNG handling matters for exact replays."""
+
+    def __init__(self, hidden: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(4, hidden), torch.nn.Tanh(),
+                                       torch.nn.Dropout(dropout), torch.nn.Linear(hidden, 1))
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.nn.functional.mse_loss(self.net(batch["x"]).squeeze(-1), batch["y"])
+
+
+def make_model(config: TorchConfig) -> torch.nn.Module:
+    """create_model_fn for the torch backend; fails on purpose for hidden == -1."""
+    if config["hidden"] == -1:
+        raise ValueError("hidden=-1 is not a valid layer size")
+    return Regressor(int(config["hidden"]))
+
+
+class KillingRegressor(Regressor):
+    """Kills its own worker process with SIGKILL in the middle of a chunk, once: on its
+    ``kill_at``-th forward call while the file ``marker`` exists (the file is removed)."""
+
+    def __init__(self, hidden: int, marker: str, kill_at: int) -> None:
+        super().__init__(hidden)
+        self.marker, self.kill_at, self.calls = marker, kill_at, 0
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == self.kill_at and os.path.exists(self.marker):
+            os.remove(self.marker)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().forward(batch)
+
+
+def make_model_killing_worker(config: TorchConfig) -> torch.nn.Module:
+    """create_model_fn whose model kills its worker mid-chunk once (see KillingRegressor)."""
+    return KillingRegressor(int(config["hidden"]), str(config["kill_marker"]),
+                            int(config["kill_at"]))
+
+
+def regression_data(n: int = 256, seed: int = 0) -> list[dict[str, Any]]:
+    """Rows of x (4 features) and y = sum(x) + noise."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 4, generator=g)
+    y = x.sum(1) + 0.1 * torch.randn(n, generator=g)
+    return [{"x": x[i], "y": y[i]} for i in range(n)]
