@@ -16,7 +16,7 @@ $(PY):
 $(STAMP): pyproject.toml Makefile | $(PY)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_PIN)"
-	$(PY) -m pip install -q -e ".[dev,gpu]"
+	$(PY) -m pip install -q -e ".[dev,gpu,train]"
 	touch $@
 
 demo: $(STAMP)
