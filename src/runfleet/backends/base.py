@@ -74,6 +74,10 @@ class Backend(abc.ABC):
         """Release the run's device memory (base weights may stay cached)."""
 
 
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite (the run fails; others go on)."""
+
+
 BACKENDS: dict[str, type[Backend]] = {}
 
 

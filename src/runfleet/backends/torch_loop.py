@@ -14,6 +14,7 @@ from typing import Any
 
 from runfleet.backends.base import (
     Backend,
+    NonFiniteLossError,
     cpu_copy,
     register,
     rng_state,
@@ -21,10 +22,6 @@ from runfleet.backends.base import (
     set_rng_state,
 )
 from runfleet.backends.optim import clip_and_step, make_optimizer, make_scheduler
-
-
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite."""
 
 
 @register
@@ -45,7 +42,9 @@ class TorchLoopBackend(Backend):
         self.scheduler = make_scheduler(self.optimizer, cfg, self.spec.plan.total_steps)
         if state is not None:
             self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
+            # load_state_dict keeps the given tensors and later steps change them in place:
+            # copy, so the cached checkpoint (retries, warm clones) stays as saved.
+            self.optimizer.load_state_dict(cpu_copy(state["optimizer"]))
             self.scheduler.load_state_dict(state["scheduler"])
             set_rng_state(state["rng"])
         self.collate = cfg.get("collate_fn") or torch.utils.data.default_collate

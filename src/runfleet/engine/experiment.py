@@ -254,6 +254,8 @@ def _plan(trainer: str, config: Any, n_train: int, num_chunks: int, seed: int
             raise ConfigError("reward_funcs: GRPO needs at least one reward function")
         per_device = int(args.per_device_train_batch_size)
         accum = int(args.gradient_accumulation_steps)
+        if trainer == "grpo":  # as in TRL, the batch counts completions, not prompts
+            per_device = max(1, per_device // int(args.num_generations))
         epochs, max_steps = float(args.num_train_epochs), int(args.max_steps)
         eval_steps = args.eval_steps
         if not float(args.learning_rate) > 0:

@@ -35,6 +35,7 @@ def worker_main(index: int, device: str, setup_blob: bytes, tasks: Connection,
 
     if setup.threads:
         torch.set_num_threads(setup.threads)
+    _quiet_libraries()
     resources = WorkerResources(device=device, train_dataset=setup.train_dataset,
                                 eval_dataset=setup.eval_dataset,
                                 create_model_fn=setup.create_model_fn)
@@ -48,6 +49,17 @@ def worker_main(index: int, device: str, setup_blob: bytes, tasks: Connection,
         if task is None:
             return
         run_task(index, task, resources, checkpoints, events)
+
+
+def _quiet_libraries() -> None:
+    """Progress bars of model loading would interleave with the controller's live table."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
 
 
 def run_task(index: int, task: ChunkTask, resources: WorkerResources,

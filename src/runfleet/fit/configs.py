@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import importlib
 import inspect
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
@@ -68,7 +69,10 @@ class FitConfig(Mapping[str, Any]):
         """Construct the real object; raise :class:`ConfigError` naming what is wrong."""
         kwargs = {**self.defaults, **self._kwargs, **overrides}
         try:
-            return self.real_class()(**kwargs)
+            with warnings.catch_warnings():
+                # transformers warns about its own deprecated defaults on every construction
+                warnings.simplefilter("ignore", FutureWarning)
+                return self.real_class()(**kwargs)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"invalid {type(self).__name__}({_short(self._kwargs)}): {exc}"
                               ) from exc

@@ -1,0 +1,421 @@
+"""The HF/TRL backends driven directly (no worker, no controller).
+
+The central test is chunk equivalence: a run trained in 4 chunks, swapped off the worker
+after each one while another run trains on the same worker in between (and evaluations
+run at every boundary), computes the same per-step losses and ends with the same weights
+as the same run trained alone in one chunk.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from runfleet.backends.base import NonFiniteLossError, WorkerResources, backend_for
+from runfleet.backends.hf import (
+    DatasetFormatError,
+    DPOBackend,
+    GRPOBackend,
+    SFTBackend,
+    check_columns,
+    sft_tokens,
+    shared_base,
+)
+from runfleet.demo import build_demo_model, build_tiny_llama, load_model, pretrain, train_tokenizer
+from runfleet.engine.chunking import StepPlan
+from runfleet.engine.spec import RunSpec
+from runfleet.fit import DPOConfig, GRPOConfig, LoraConfig, ModelConfig, SFTConfig
+from runfleet.fit.metrics import bleu, rouge_l, rouge_l_and_bleu
+
+NUM_TRAIN = 32
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def lora(rank: int = 4) -> LoraConfig:
+    return LoraConfig(r=rank, lora_alpha=8, lora_dropout=0.1, target_modules="all-linear")
+
+
+def sft_config(path: str, peft: LoraConfig | None, lr: float = 5e-3, **extra: Any
+               ) -> ModelConfig:
+    args = SFTConfig(learning_rate=lr, per_device_train_batch_size=2,
+                     gradient_accumulation_steps=2, max_length=48, warmup_steps=2,
+                     lr_scheduler_type="cosine", weight_decay=0.01, per_device_eval_batch_size=8)
+    return ModelConfig(model_name=path, peft_config=peft, training_args=args,
+                       generation_kwargs={"max_new_tokens": 4}, **extra)
+
+
+def dpo_config(path: str, peft: LoraConfig | None, lr: float = 5e-3) -> ModelConfig:
+    args = DPOConfig(learning_rate=lr, per_device_train_batch_size=2,
+                     gradient_accumulation_steps=2, max_length=48, beta=0.2,
+                     per_device_eval_batch_size=8)
+    return ModelConfig(model_name=path, peft_config=peft, training_args=args,
+                       generation_kwargs={"max_new_tokens": 4})
+
+
+def reward_short(prompts: list[str], completions: list[str], **_: Any) -> list[float]:
+    return [-abs(len(c) - 4) / 4 for c in completions]
+
+
+def reward_exact(prompts: list[str], completions: list[str], completion: list[str],
+                 **_: Any) -> list[float]:
+    return [float(c.strip() == ref.strip()) for c, ref in zip(completions, completion)]
+
+
+def grpo_config(path: str, peft: LoraConfig | None, lr: float = 5e-3, beta: float = 0.1
+                ) -> ModelConfig:
+    args = GRPOConfig(learning_rate=lr, per_device_train_batch_size=2, num_generations=2,
+                      max_completion_length=6, temperature=1.0, beta=beta)
+    return ModelConfig(model_name=path, peft_config=peft, training_args=args,
+                       reward_funcs=[reward_short, reward_exact])
+
+
+def make_spec(trainer: str, config: Any, *, run_id: str = "run", steps: int = 8,
+              chunks: int = 1, seed: int = 0, batch_size: int = 4) -> RunSpec:
+    plan = StepPlan.build(num_examples=NUM_TRAIN, batch_size=batch_size, epochs=1,
+                          max_steps=steps, num_chunks=chunks, seed=11)
+    return RunSpec(run_id=run_id, trainer=trainer, config=config, plan=plan, seed=seed)
+
+
+def resources_for(trainer: str, instructions: Any, preferences: Any, **kw: Any
+                  ) -> WorkerResources:
+    data = preferences if trainer == "dpo" else instructions
+    return WorkerResources(device="cpu", train_dataset=data.select(range(NUM_TRAIN)),
+                           eval_dataset=data.select(range(300, 308)),
+                           create_model_fn=kw.get("create_model_fn", load_model))
+
+
+def train_chunk(spec: RunSpec, res: WorkerResources, state: dict[str, Any] | None,
+                start: int, end: int, evaluate: bool = False
+                ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """What the worker does for one chunk: open, steps, (eval), state, close."""
+    backend = backend_for(spec.trainer)(spec, res)
+    backend.open(state)
+    try:
+        metrics = [backend.train_step(s, spec.plan.batch_indices(s)) for s in range(start, end)]
+        if evaluate:
+            assert backend.evaluate()
+        return metrics, backend.state()
+    finally:
+        backend.close()
+
+
+def train_alone(spec: RunSpec, res: WorkerResources) -> tuple[list[float], dict[str, Any]]:
+    metrics, state = train_chunk(spec, res, None, 0, spec.plan.total_steps)
+    return [m["loss"] for m in metrics], state
+
+
+def train_interleaved(spec: RunSpec, other: RunSpec, res: WorkerResources
+                      ) -> tuple[list[float], dict[str, Any]]:
+    """``spec`` chunk by chunk, with a chunk of ``other`` before each, all on ``res``."""
+    losses: list[float] = []
+    state: dict[str, Any] | None = None
+    other_state: dict[str, Any] | None = None
+    for (start, end), (o_start, o_end) in zip(spec.plan.chunks, other.plan.chunks):
+        _, other_state = train_chunk(other, res, other_state, o_start, o_end, evaluate=True)
+        metrics, state = train_chunk(spec, res, state, start, end, evaluate=True)
+        losses += [m["loss"] for m in metrics]
+    assert state is not None
+    return losses, state
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+# -- chunk equivalence ----------------------------------------------------------------------
+CASES = {
+    "sft-lora": ("sft", sft_config, True, 4),
+    "sft-full": ("sft", sft_config, False, 4),
+    "dpo-lora": ("dpo", dpo_config, True, 4),
+    "dpo-full": ("dpo", dpo_config, False, 4),
+    "grpo-lora": ("grpo", grpo_config, True, 2),
+    "grpo-full": ("grpo", grpo_config, False, 2),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_chunked_interleaved_training_equals_training_in_one_go(
+        case: str, tiny_model: str, instructions: Any, preferences: Any) -> None:
+    trainer, make_config, uses_lora, batch = CASES[case]
+    config = make_config(tiny_model, lora() if uses_lora else None)
+    # the run in between is of the other kind (full vs LoRA), so swaps must restore the base
+    other_config = make_config(tiny_model, None if uses_lora else lora(8), lr=1e-2)
+
+    alone = make_spec(trainer, config, chunks=1, batch_size=batch)
+    losses_alone, state_alone = train_alone(
+        alone, resources_for(trainer, instructions, preferences))
+
+    chunked = make_spec(trainer, config, chunks=4, batch_size=batch)
+    other = make_spec(trainer, other_config, run_id="other", chunks=4, seed=5, batch_size=batch)
+    losses_chunked, state_chunked = train_interleaved(
+        chunked, other, resources_for(trainer, instructions, preferences))
+
+    assert len(losses_alone) == len(losses_chunked) == 8
+    assert all(math.isfinite(v) for v in losses_alone)
+    assert max(abs(a - b) for a, b in zip(losses_alone, losses_chunked)) <= 1e-6
+    assert state_alone["kind"] == ("lora" if uses_lora else "full")
+    assert_same_weights(state_alone["weights"], state_chunked["weights"])
+
+
+@pytest.mark.parametrize("uses_lora", [True, False], ids=["lora", "full"])
+def test_resuming_leaves_the_given_state_unchanged(uses_lora: bool, tiny_model: str,
+                                                   instructions: Any, preferences: Any) -> None:
+    # the worker keeps states in a host RAM cache: a retry or a warm clone reads them again
+    spec = make_spec("sft", sft_config(tiny_model, lora() if uses_lora else None), steps=4)
+    res = resources_for("sft", instructions, preferences)
+    _, state = train_chunk(spec, res, None, 0, 2)
+    kept = copy.deepcopy(state)
+    losses_first, _ = train_chunk(spec, res, state, 2, 4)
+    losses_again, _ = train_chunk(spec, res, state, 2, 4)
+    assert losses_first == losses_again
+    for part in ("weights", "optimizer"):
+        flat_kept, flat_now = _tensors(kept[part]), _tensors(state[part])
+        assert len(flat_kept) == len(flat_now) > 0
+        assert all(torch.equal(a, b) for a, b in zip(flat_kept, flat_now))
+
+
+def _tensors(tree: Any) -> list[torch.Tensor]:
+    if isinstance(tree, torch.Tensor):
+        return [tree]
+    if isinstance(tree, dict):
+        return [t for key in sorted(tree, key=str) for t in _tensors(tree[key])]
+    if isinstance(tree, (list, tuple)):
+        return [t for item in tree for t in _tensors(item)]
+    return []
+
+
+def test_lora_runs_leave_base_weights_untouched(tiny_model: str, instructions: Any,
+                                                preferences: Any) -> None:
+    res = resources_for("sft", instructions, preferences)
+    original = AutoModelForCausalLM.from_pretrained(tiny_model).state_dict()
+    full = make_spec("sft", sft_config(tiny_model, None), run_id="full", steps=2)
+    train_chunk(full, res, None, 0, 2)  # leaves its own weights in the shared module
+    lora_config = sft_config(tiny_model, lora())
+    train_chunk(make_spec("sft", lora_config, run_id="lora", steps=2), res, None, 0, 2)
+
+    base = shared_base(res, lora_config).model
+    assert not any("lora" in name for name, _ in base.named_modules())
+    assert_same_weights(original, base.state_dict())
+
+
+def test_failed_run_without_close_does_not_leak_its_adapter(
+        tiny_model: str, instructions: Any, preferences: Any) -> None:
+    res = resources_for("sft", instructions, preferences)
+    spec = make_spec("sft", sft_config(tiny_model, lora()), steps=2)
+    SFTBackend(spec, res).open(None)  # never closed, as if the run crashed
+    losses, _ = train_alone(spec, res)
+    assert losses == train_alone(spec, resources_for("sft", instructions, preferences))[0]
+
+
+# -- DPO and GRPO ---------------------------------------------------------------------------
+@pytest.mark.parametrize("uses_lora", [True, False], ids=["lora", "full"])
+def test_dpo_trains_and_evaluates(uses_lora: bool, tiny_model: str, instructions: Any,
+                                  preferences: Any) -> None:
+    spec = make_spec("dpo", dpo_config(tiny_model, lora() if uses_lora else None), steps=3)
+    backend = DPOBackend(spec, resources_for("dpo", instructions, preferences))
+    backend.open(None)
+    steps = [backend.train_step(s, spec.plan.batch_indices(s)) for s in range(3)]
+    evaluation = backend.evaluate()
+    backend.close()
+    keys = {"loss", "learning_rate", "grad_norm", "rewards/chosen", "rewards/rejected",
+            "rewards/accuracies", "rewards/margins"}
+    for metrics in steps:
+        assert keys <= metrics.keys()
+        assert all(math.isfinite(v) for v in metrics.values())
+    # the policy starts as the reference: log-sigmoid(0)
+    assert steps[0]["loss"] == pytest.approx(math.log(2), abs=1e-5)
+    assert {"eval_loss", "eval_rewards/accuracies"} <= evaluation.keys()
+    assert math.isfinite(evaluation["eval_loss"])
+
+
+def test_reference_policy_leaves_the_model_mode_as_it_was(
+        tiny_model: str, instructions: Any, preferences: Any) -> None:
+    backend = DPOBackend(make_spec("dpo", dpo_config(tiny_model, lora())),
+                         resources_for("dpo", instructions, preferences))
+    backend.open(None)
+    model = backend.run.model
+    for training in (True, False):
+        model.train(training)
+        with backend.run.reference() as reference:
+            assert reference is model and not model.training
+        assert model.training is training
+    backend.close()
+
+
+@pytest.mark.parametrize("uses_lora", [True, False], ids=["lora", "full"])
+def test_grpo_trains_and_evaluates(uses_lora: bool, tiny_model: str, instructions: Any,
+                                   preferences: Any) -> None:
+    config = grpo_config(tiny_model, lora() if uses_lora else None, beta=0.1)
+    spec = make_spec("grpo", config, steps=3, batch_size=2)
+    backend = GRPOBackend(spec, resources_for("grpo", instructions, preferences))
+    backend.open(None)
+    steps = [backend.train_step(s, spec.plan.batch_indices(s)) for s in range(3)]
+    evaluation = backend.evaluate()
+    backend.close()
+    keys = {"loss", "learning_rate", "grad_norm", "reward", "reward_std",
+            "completion_length", "kl", "rewards/reward_short", "rewards/reward_exact"}
+    for metrics in steps:
+        assert keys <= metrics.keys()
+        assert all(math.isfinite(v) for v in metrics.values())
+        assert 1 <= metrics["completion_length"] <= 6
+    assert steps[0]["kl"] == pytest.approx(0.0, abs=1e-6)  # the policy starts as the reference
+    assert math.isfinite(evaluation["eval_reward"])
+
+
+def test_grpo_without_reward_funcs_fails_before_training(
+        tiny_model: str, instructions: Any, preferences: Any) -> None:
+    config = grpo_config(tiny_model, lora())
+    no_rewards = config.with_values({**config.as_dict(), "reward_funcs": None})
+    backend = GRPOBackend(make_spec("grpo", no_rewards, batch_size=2),
+                          resources_for("grpo", instructions, preferences))
+    with pytest.raises(ValueError, match="reward_funcs"):
+        backend.open(None)
+
+
+# -- evaluation -----------------------------------------------------------------------------
+def test_compute_metrics_on_generations(tiny_model: str, instructions: Any,
+                                        preferences: Any) -> None:
+    config = sft_config(tiny_model, lora(), compute_metrics=rouge_l_and_bleu)
+    spec = make_spec("sft", config, steps=2)
+    backend = SFTBackend(spec, resources_for("sft", instructions, preferences))
+    backend.open(None)
+    backend.train_step(0, spec.plan.batch_indices(0))
+    first, second = backend.evaluate(), backend.evaluate()
+    backend.close()
+    assert {"eval_loss", "eval_rougeL", "eval_bleu"} <= first.keys()
+    assert first == second  # greedy and RNG-isolated
+    assert 0.0 <= first["eval_rougeL"] <= 1.0 and 0.0 <= first["eval_bleu"] <= 100.0
+
+
+def test_evaluate_without_eval_dataset_is_empty(tiny_model: str, instructions: Any) -> None:
+    res = WorkerResources(device="cpu", train_dataset=instructions.select(range(NUM_TRAIN)),
+                          eval_dataset=None, create_model_fn=load_model)
+    backend = SFTBackend(make_spec("sft", sft_config(tiny_model, lora()), steps=2), res)
+    backend.open(None)
+    assert backend.evaluate() == {}
+    backend.close()
+
+
+def test_ready_made_text_metrics() -> None:
+    assert rouge_l(["the cat sat"], ["the cat sat"]) == {"rougeL": 1.0}
+    assert bleu(["elppa", "7"], ["elppa", "7"])["bleu"] == pytest.approx(100.0)
+    assert rouge_l_and_bleu([], []) == {"rougeL": 0.0, "bleu": 0.0}
+    with pytest.raises(ValueError, match="2 predictions but 1 references"):
+        rouge_l(["a", "b"], ["a"])
+
+
+# -- faults ---------------------------------------------------------------------------------
+def test_nan_loss_raises_a_clear_error(tiny_model: str, instructions: Any,
+                                       preferences: Any) -> None:
+    def poisoned(config: Any) -> tuple[Any, Any]:
+        model, tokenizer = load_model(config)
+        with torch.no_grad():
+            model.get_input_embeddings().weight.fill_(float("nan"))
+        return model, tokenizer
+
+    res = resources_for("sft", instructions, preferences, create_model_fn=poisoned)
+    spec = make_spec("sft", sft_config(tiny_model, lora()), run_id="bad", steps=2)
+    backend = SFTBackend(spec, res)
+    backend.open(None)
+    with pytest.raises(NonFiniteLossError, match=r"run bad \(sft\): loss is nan at step 0"):
+        backend.train_step(0, spec.plan.batch_indices(0))
+
+
+def test_wrong_dataset_columns_fail_before_training(tiny_model: str, instructions: Any,
+                                                    preferences: Any) -> None:
+    spec = make_spec("dpo", dpo_config(tiny_model, lora()))
+    res = resources_for("sft", instructions, preferences)  # prompt/completion, not pairs
+    with pytest.raises(DatasetFormatError, match="prompt, chosen and rejected"):
+        DPOBackend(spec, res).open(None)
+    with pytest.raises(DatasetFormatError, match="prompt\\+completion, messages or text"):
+        check_columns(preferences.remove_columns(["prompt"]), "sft",
+                      sft_config(tiny_model, None), SimpleNamespace(dataset_text_field="text"))
+
+
+def test_unsupported_sft_options_are_refused(tiny_model: str, instructions: Any,
+                                             preferences: Any) -> None:
+    config = ModelConfig(model_name=tiny_model, training_args=SFTConfig(packing=True))
+    backend = SFTBackend(make_spec("sft", config), resources_for("sft", instructions, preferences))
+    with pytest.raises(ValueError, match="packing"):
+        backend.open(None)
+
+
+# -- data formats ---------------------------------------------------------------------------
+def test_sft_formats_mask_what_is_not_trained(tiny_model: str, instructions: Any,
+                                              preferences: Any) -> None:
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    eos = tok.eos_token_id
+
+    ids, mask = sft_tokens({"prompt": "Add 2 and 2\nAnswer:", "completion": " 4"}, tok, eos, None)
+    prompt_len = len(tok("Add 2 and 2\nAnswer:").input_ids)
+    assert ids[0] == tok.bos_token_id and ids[-1] == eos
+    assert mask == [0] * prompt_len + [1] * (len(ids) - prompt_len)
+    assert tok.decode(ids[prompt_len:], skip_special_tokens=True) == " 4"
+
+    res = resources_for("sft", instructions, preferences)
+    args = SFTConfig(completion_only_loss=False, per_device_train_batch_size=4)
+    backend = SFTBackend(make_spec("sft", ModelConfig(model_name=tiny_model,
+                                                      training_args=args)), res)
+    backend.open(None)
+    assert all(backend.train_rows[0][1])  # the prompt is trained on too
+    backend.close()
+
+    ids, mask = sft_tokens({"text": "hello"}, tok, eos, None)
+    assert ids[-1] == eos and all(mask)
+
+    ids, _ = sft_tokens({"q": "x"}, tok, eos, lambda row: f"Q: {row['q']}")
+    assert tok.decode(ids, skip_special_tokens=True) == "Q: x"
+
+    chat = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
+    ids, mask = sft_tokens({"messages": chat}, tok, eos, None)
+    assert tok.decode(ids) == "<s>user: hi\nassistant: yo</s>" and all(mask)
+
+    ids, mask = sft_tokens({"prompt": chat[:1], "completion": chat[1:]}, tok, eos, None)
+    trained = [t for t, m in zip(ids, mask) if m]
+    assert tok.decode(trained) == " yo</s>"
+
+
+# -- demo model helpers ---------------------------------------------------------------------
+def test_tiny_model_round_trips_through_from_pretrained(tmp_path: Any) -> None:
+    tok = train_tokenizer(["Reverse the word: apple", "elppa", "Add 3 and 4", "7"] * 8,
+                          vocab_size=300)
+    path = build_tiny_llama(tmp_path / "m", tok, hidden_size=32, num_layers=1, num_heads=2)
+    again = build_tiny_llama(tmp_path / "m2", tok, hidden_size=32, num_layers=1, num_heads=2)
+    model, loaded_tok = load_model(ModelConfig(model_name=path))
+
+    text = "Reverse the word: apple"
+    assert loaded_tok(text).input_ids == tok(text).input_ids
+    assert loaded_tok.decode(loaded_tok(text).input_ids, skip_special_tokens=True) == text
+    assert (loaded_tok.pad_token, loaded_tok.bos_token, loaded_tok.eos_token) == (
+        "<pad>", "<s>", "</s>")
+    assert loaded_tok.chat_template == tok.chat_template
+    assert model.config.vocab_size == len(tok) <= 300
+    assert_same_weights(model.state_dict(),
+                        AutoModelForCausalLM.from_pretrained(again).state_dict())
+    with pytest.raises(ValueError, match="vocab_size"):
+        train_tokenizer(["x"], vocab_size=100)
+
+
+def test_demo_model_is_pretrained_deterministically(tmp_path: Any) -> None:
+    rng_before = torch.get_rng_state()
+    first = build_demo_model(tmp_path / "a", hidden_size=32, pretrain_steps=4)
+    second = build_demo_model(tmp_path / "b", hidden_size=32, pretrain_steps=4)
+    assert torch.equal(torch.get_rng_state(), rng_before)  # the caller's RNG is untouched
+    model, tokenizer = load_model(ModelConfig(model_name=first))
+    assert_same_weights(model.state_dict(),
+                        AutoModelForCausalLM.from_pretrained(second).state_dict())
+    assert len(tokenizer) == model.config.vocab_size == 512
+
+
+def test_pretrain_lowers_the_loss(tiny_model: str, instructions: Any) -> None:
+    model, tokenizer = load_model(ModelConfig(model_name=tiny_model))
+    losses = pretrain(model, tokenizer, list(instructions["prompt"][:16]), steps=12, lr=1e-2)
+    assert len(losses) == 12 and losses[-1] < losses[0]
