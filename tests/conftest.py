@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(autouse=True)
 def _clean_tracker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     monkeypatch.setenv("RUNFLEET_SYSTEM_METRICS", "0")
+    monkeypatch.setenv("RUNFLEET_WORKER_THREADS", "1")  # tiny models; the suite shares 2 cores
     monkeypatch.setenv("RUNFLEET_DIR", str(tmp_path / "default-home"))
     yield
     run = session.active_run()
@@ -43,3 +45,31 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Path of a tiny Llama (hidden 32, 2 layers, vocab 400) and its trained tokenizer."""
+    from runfleet.demo import build_tiny_llama, load_instructions, train_tokenizer
+
+    rows = load_instructions()
+    tokenizer = train_tokenizer([p + c for p, c in zip(rows["prompt"], rows["completion"],
+                                                       strict=True)], vocab_size=400)
+    path: Path = tmp_path_factory.mktemp("tiny-llama")
+    return build_tiny_llama(path, tokenizer, hidden_size=32, num_layers=2, num_heads=2)
+
+
+@pytest.fixture(scope="session")
+def instructions() -> Any:
+    """The shipped prompt/completion dataset."""
+    from runfleet.demo import load_instructions
+
+    return load_instructions()
+
+
+@pytest.fixture(scope="session")
+def preferences() -> Any:
+    """The shipped prompt/chosen/rejected dataset."""
+    from runfleet.demo import load_preferences
+
+    return load_preferences()

@@ -112,7 +112,7 @@ class Experiment:
             runs.append(EngineRun(index=i, spec=spec, name=name, config=flat, tracker=tracker))
         self.last_runs = runs
         devices = _devices(workers)
-        threads = max(1, (os.cpu_count() or 1) // len(devices)) if devices[0] == "cpu" else None
+        threads = _worker_threads(devices)
         setup = WorkerSetup(create_model_fn, train_dataset, eval_dataset,
                             str(self.dir / "checkpoints"), threads)
         executor = executor or LocalExecutor()
@@ -266,6 +266,16 @@ def _plan(trainer: str, config: Any, n_train: int, num_chunks: int, seed: int
         eval_steps = int(eval_steps) if eval_steps >= 1 else max(1, round(eval_steps *
                                                                          plan.total_steps))
     return plan, eval_steps
+
+
+def _worker_threads(devices: list[str]) -> int | None:
+    """Torch threads per CPU worker: ``RUNFLEET_WORKER_THREADS``, else the cores shared out."""
+    if devices[0] != "cpu":
+        return None
+    configured = os.environ.get("RUNFLEET_WORKER_THREADS")
+    if configured:
+        return max(1, int(configured))
+    return max(1, (os.cpu_count() or 1) // len(devices))
 
 
 def _devices(workers: int | None) -> list[str]:
