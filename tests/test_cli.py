@@ -18,8 +18,7 @@ from runfleet.tracking import homes
 
 SUBCOMMANDS = ["runs", "export", "import", "import trackio", "import csv", "show", "demo",
                "stop", "resume", "delete", "clone"]
-UNAVAILABLE = [["show"], ["demo"], ["stop", "abc"], ["resume", "abc"], ["delete", "abc"],
-               ["clone", "abc"]]
+UNAVAILABLE = [["stop", "abc"], ["resume", "abc"], ["delete", "abc"], ["clone", "abc"]]
 
 
 @pytest.fixture(autouse=True)

@@ -31,8 +31,6 @@ _FILTER_RE = re.compile(r"^(?P<field>[^=!<>~]+?)\s*(?P<op>!=|>=|<=|=|>|<|~)(?P<v
 _FILTER_OPS = {"=": "$eq", "!=": "$ne", ">": "$gt", ">=": "$gte", "<": "$lt", "<=": "$lte",
                "~": "$regex"}
 _UNAVAILABLE = {
-    "show": ("open the web dashboard", "the dashboard"),
-    "demo": ("log a small demo project to explore", "the demo"),
     "stop": ("ask the engine to stop a run", "run control (stop)"),
     "resume": ("ask the engine to resume a stopped run", "run control (resume)"),
     "delete": ("mark a run deleted", "run control (delete)"),
@@ -67,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runs(sub, common)
     _add_export(sub, common)
     _add_import(sub, common)
+    _add_show(sub, common)
+    _add_demo(sub, common)
     for name, (what, _) in _UNAVAILABLE.items():
         _add_unavailable(sub, common, name, what)
     return parser
@@ -155,19 +155,58 @@ def _add_import(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=lambda args: _missing_subcommand(p))
 
 
+def _add_show(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "show", parents=[common], help="open the web dashboard",
+        description="Serve the web dashboard of the home: runs, charts, live updates. "
+        "Prints the address to open and serves until Ctrl+C. A port in use means the next "
+        "free one is used. Bound to a non-loopback --host, writes need the token printed "
+        "at start.")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=None,
+                   help="port to try first (default 7760; 0 picks any free port)")
+    p.add_argument("--project", "-p", help="project to open")
+    p.set_defaults(func=_cmd_show)
+
+
+def _add_demo(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "demo", parents=[common], help="train 4 SFT configs at once on the CPU (a few minutes)",
+        description="Run the demo experiment 'sft-demo': a tokenizer trained on the fly and a "
+        "tiny Llama built from a config (both saved with save_pretrained under the home), "
+        "the instruction dataset shipped with runfleet, and 4 SFT configs (2 LoRA ranks x 2 "
+        "learning rates) trained at once in 4 chunks each, with live progress and a closing "
+        "comparison table. Needs the train extra: pip install 'runfleet[train]'.")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes (default: one per GPU, else 1)")
+    p.add_argument("--num-chunks", type=int, default=4, help="chunks per run (default 4)")
+    p.add_argument("--max-steps", type=int, default=120,
+                   help="optimizer steps per run (default 120)")
+    p.add_argument("--no-progress", action="store_true", help="no live progress table")
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    try:
+        from runfleet.demo.sft_demo import run_demo
+    except ImportError as exc:
+        raise CliError(f"the demo needs the train extra ({exc.name} is missing): "
+                       f"pip install 'runfleet[train]'", EXIT_FAILURE) from None
+    if args.workers is not None and args.workers < 1:
+        raise CliError(f"--workers must be >= 1, got {args.workers}")
+    results = run_demo(dir=getattr(args, "dir", None), workers=args.workers,
+                       num_chunks=args.num_chunks, max_steps=args.max_steps,
+                       progress=not args.no_progress)
+    return EXIT_OK if (results["status"] == "completed").all() else EXIT_FAILURE
+
+
 def _add_unavailable(sub: Any, common: argparse.ArgumentParser, name: str, what: str) -> None:
     p = sub.add_parser(name, parents=[common], help=f"{what} (not available yet)",
                        description=f"{what[0].upper()}{what[1:]}. Not available yet in this "
                        f"version of runfleet.")
-    if name == "show":
-        p.add_argument("--host", default="127.0.0.1", help="address to bind")
-        p.add_argument("--port", type=int, help="port (default: a free one)")
-        p.add_argument("--project", "-p", help="project to open")
-    elif name == "demo":
-        p.add_argument("--project", "-p", default="demo", help="project to log into")
-    else:
-        p.add_argument("run", metavar="RUN_ID", help="the run")
-        p.add_argument("--project", "-p", help="the run's project")
+    p.add_argument("run", metavar="RUN_ID", help="the run")
+    p.add_argument("--project", "-p", help="the run's project")
     if name == "clone":
         p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                        help="config change for the clone; repeatable")
@@ -224,6 +263,17 @@ def _cmd_unavailable(name: str) -> int:
     print(f"runfleet: not available yet in this version: 'runfleet {name}' ({feature})",
           file=sys.stderr)
     return EXIT_USAGE
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    try:
+        from runfleet.dashboard.server import serve
+    except ImportError as exc:
+        raise CliError(f"the dashboard needs extra packages ({exc.name} is missing): "
+                       f"pip install 'runfleet[dashboard]'", EXIT_FAILURE) from None
+    if args.port is not None and not 0 <= args.port <= 65535:
+        raise CliError(f"--port must be between 0 and 65535, got {args.port}")
+    return serve(home=args.dir, host=args.host, port=args.port, project=args.project)
 
 
 # -- helpers ---------------------------------------------------------------------------------
