@@ -84,6 +84,7 @@ class Controller:
         self._ready: set[int] = set()
         self._early_deaths = 0
         self.started: float | None = None
+        self.first_worker_ready: float | None = None  # when training could first start
 
     def run(self) -> None:
         """Train every run to a terminal status."""
@@ -133,6 +134,10 @@ class Controller:
     # -- events ---------------------------------------------------------------------------------
     def _handle(self, event: Any) -> None:
         if isinstance(event, WorkerReady):
+            if self.first_worker_ready is None:
+                import time
+
+                self.first_worker_ready = time.time()
             self._ready.add(event.worker)
             self._idle.append(event.worker)
         elif isinstance(event, StepMetrics):

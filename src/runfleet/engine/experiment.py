@@ -62,6 +62,7 @@ class Experiment:
         self.trackers = tuple(trackers)
         self.dir = self.home.root / "experiments" / name
         self.last_runs: list[EngineRun] = []
+        self.last_controller: Controller | None = None
 
     @classmethod
     def attach(cls, name: str, dir: str | os.PathLike[str] | None = None) -> Experiment:
@@ -120,8 +121,10 @@ class Experiment:
                               f"{len(devices)} worker(s)", [r.config for r in runs],
                               enabled=progress)
         executor.start(setup, devices)
+        controller = Controller(runs, executor, policy or FairRoundRobin(), table)
+        self.last_controller = controller
         try:
-            Controller(runs, executor, policy or FairRoundRobin(), table).run()
+            controller.run()
         except KeyboardInterrupt:
             for r in runs:
                 if not r.terminal:
