@@ -1,0 +1,225 @@
+// Run detail: config, summary, tags and notes (editable), alerts, lineage, media (images,
+// tables, histograms) and system metrics.
+
+import { ApiError, Json, MediaItem, RunDetail, api, mediaUrl } from "./api";
+import { Chart } from "./chart";
+import { fill, flatten, fmt, fmtDuration, fmtTime, h, notice } from "./dom";
+import { state } from "./state";
+
+const TABLE_ROWS = 200;
+
+export class RunDetailView {
+  readonly el: HTMLElement;
+  private charts: Chart[] = [];
+  private runId: string | null = null;
+
+  constructor(private back: () => void, private open: (run: string) => void) {
+    this.el = h("div", { class: "view view-run" });
+  }
+
+  async show(runId: string): Promise<void> {
+    this.runId = runId;
+    this.charts.forEach((c) => c.destroy());
+    this.charts = [];
+    fill(this.el, notice("loading", "Loading run…"));
+    let run: RunDetail;
+    try {
+      run = await api.run(state.project!, runId);
+    } catch (err) {
+      fill(this.el, this.backButton(), notice("error", err instanceof ApiError ? err.message : String(err)));
+      return;
+    }
+    if (this.runId !== runId) return;
+    this.render(run);
+  }
+
+  private backButton(): HTMLElement {
+    return h("button", { type: "button", class: "small", id: "detail-back", onclick: () => this.back() },
+      "← Back");
+  }
+
+  private render(run: RunDetail): void {
+    const duration = (run.finished ?? run.updated) - run.created;
+    fill(this.el,
+      h("div", { class: "detail-head" }, this.backButton(),
+        h("h2", { id: "detail-name" }, run.name),
+        h("span", { class: `status status-${run.status}` }, run.status),
+        h("span", { class: "muted" }, `id ${run.id}`),
+        run.group ? h("span", { class: "muted" }, `group ${run.group}`) : null),
+      h("p", { class: "muted" }, `created ${fmtTime(run.created)}`,
+        run.finished ? ` · finished ${fmtTime(run.finished)}` : "",
+        ` · ${fmtDuration(duration)} · last step ${run.last_step >= 0 ? run.last_step : "none"}`),
+      h("div", { class: "detail-grid" },
+        this.section("Config", kvTable(flatten(run.config))),
+        this.section("Summary", kvTable(flatten(run.summary))),
+        this.section("Tags and notes", this.editor(run)),
+        this.section("Lineage", this.lineage(run)),
+        this.section("Alerts", this.alerts(run))),
+      this.section("Media", this.media(run)),
+      this.section("System metrics", this.system(run)));
+  }
+
+  private section(title: string, body: HTMLElement): HTMLElement {
+    return h("section", { class: "card" }, h("h3", {}, title), body);
+  }
+
+  private editor(run: RunDetail): HTMLElement {
+    const tags = h("input", { type: "text", id: "detail-tags", value: run.tags.join(", "),
+                              "aria-label": "tags, separated by commas" });
+    const notes = h("textarea", { id: "detail-notes", rows: 4, "aria-label": "notes" });
+    notes.value = run.notes ?? "";
+    const message = h("span", { class: "muted", role: "status" });
+    const save = h("button", {
+      type: "button", id: "detail-save",
+      onclick: async () => {
+        message.textContent = "Saving…";
+        try {
+          const updated = await api.updateRun(run.project, run.id, {
+            notes: notes.value,
+            tags: tags.value.split(",").map((t) => t.trim()).filter(Boolean),
+          });
+          const listed = state.run(run.id);
+          if (listed) Object.assign(listed, updated);
+          message.textContent = "Saved.";
+        } catch (err) {
+          message.textContent = err instanceof ApiError ? err.message : String(err);
+          message.className = "error-text";
+        }
+      },
+    }, "Save");
+    return h("div", { class: "editor" }, h("label", {}, "Tags ", tags), h("label", {}, "Notes", notes),
+      h("div", { class: "row" }, save, message));
+  }
+
+  private link(id: string, name: string): HTMLElement {
+    return h("button", { type: "button", class: "link", onclick: () => this.open(id) }, name);
+  }
+
+  private lineage(run: RunDetail): HTMLElement {
+    const parent = run.lineage.parent;
+    const children = run.lineage.children;
+    return h("div", {},
+      h("p", {}, "Parent: ", parent ? this.link(parent.id, parent.name) : run.parent ?? "none",
+        run.parent_step !== null ? ` (at step ${run.parent_step})` : ""),
+      h("p", {}, `Children (${children.length}): `,
+        ...children.flatMap((c, i) => [i ? ", " : "", this.link(c.id, c.name)])));
+  }
+
+  private alerts(run: RunDetail): HTMLElement {
+    if (!run.alerts.length) return h("p", { class: "muted" }, "No alerts.");
+    return h("ul", { class: "alerts" }, ...run.alerts.map((a) => h("li", { class: `alert alert-${a.level}` },
+      h("strong", {}, a.title), ` (${a.level}${a.step !== null ? `, step ${a.step}` : ""}) `,
+      h("span", { class: "muted" }, fmtTime(a.time)), h("pre", {}, a.text))));
+  }
+
+  private media(run: RunDetail): HTMLElement {
+    if (!run.media.length) return h("p", { class: "muted" }, "No media logged.");
+    const byKey = new Map<string, MediaItem[]>();
+    run.media.forEach((m) => {
+      if (!byKey.has(m.key)) byKey.set(m.key, []);
+      byKey.get(m.key)!.push(m);
+    });
+    return h("div", { class: "media-grid" }, ...[...byKey].map(([key, items]) => {
+      const body = h("div", { class: "media-body" });
+      const select = h("select", {
+        "aria-label": `step of ${key}`,
+        onchange: (e: Event) => {
+          const item = items[Number((e.target as HTMLSelectElement).value)];
+          void this.showMedia(run, item, body);
+        },
+      }, ...items.map((m, i) => h("option", { value: i, selected: i === items.length - 1 }, `step ${m.step}`)));
+      void this.showMedia(run, items[items.length - 1], body);
+      return h("figure", { class: "media", "data-key": key },
+        h("figcaption", {}, h("strong", {}, key), " ", select), body);
+    }));
+  }
+
+  private async showMedia(run: RunDetail, item: MediaItem, body: HTMLElement): Promise<void> {
+    const caption = typeof item.meta.caption === "string" ? item.meta.caption : "";
+    if (item.type === "image") {
+      fill(body, h("img", { src: mediaUrl(run.project, run.id, item.index), alt: caption || item.key,
+                            loading: "lazy" }), caption ? h("p", { class: "muted" }, caption) : null);
+      return;
+    }
+    fill(body, notice("loading", "Loading…"));
+    try {
+      const content = await api.mediaContent(run.project, run.id, item.index);
+      if (item.type === "table") fill(body, renderTable(content.value));
+      else if (item.type === "histogram") fill(body, renderHistogram(content.value));
+      else fill(body, h("pre", {}, JSON.stringify(content.value, null, 1).slice(0, 5000)));
+    } catch (err) {
+      fill(body, notice("error", err instanceof ApiError ? err.message : String(err)));
+    }
+  }
+
+  private system(run: RunDetail): HTMLElement {
+    const keys = run.keys.filter((k) => k.system && k.kinds.every((kind) => "fib".includes(kind)));
+    if (!keys.length) return h("p", { class: "muted" }, "No system metrics.");
+    const wrap = h("div", { class: "charts" });
+    for (const k of keys) {
+      const chart = new Chart(k.key, {
+        project: run.project, runs: () => [run.id], x: () => "relative", logScale: () => false,
+        smoothing: () => ({ kind: "none" }), groupOf: () => null, color: () => state.color(run.id),
+        name: () => run.name, onDrawn: () => undefined,
+      });
+      this.charts.push(chart);
+      wrap.append(chart.el);
+    }
+    requestAnimationFrame(() => this.charts.forEach((c) => void c.load()));
+    return wrap;
+  }
+
+  hide(): void {
+    this.runId = null;
+    this.charts.forEach((c) => c.destroy());
+    this.charts = [];
+  }
+}
+
+function kvTable(obj: Record<string, unknown>): HTMLElement {
+  const entries = Object.entries(obj).sort(([a], [b]) => a.localeCompare(b));
+  if (!entries.length) return h("p", { class: "muted" }, "Empty.");
+  return h("table", { class: "kv" }, h("tbody", {}, ...entries.map(([k, v]) =>
+    h("tr", {}, h("th", { scope: "row" }, k), h("td", {}, fmt(v))))));
+}
+
+function renderTable(value: Json): HTMLElement {
+  const t = value as { columns?: string[]; data?: Json[][] };
+  if (!t || !Array.isArray(t.columns) || !Array.isArray(t.data)) {
+    return h("pre", {}, JSON.stringify(value).slice(0, 5000));
+  }
+  const rows = t.data.slice(0, TABLE_ROWS);
+  return h("div", { class: "table-wrap" }, h("table", { class: "media-table" },
+    h("thead", {}, h("tr", {}, ...t.columns.map((c) => h("th", {}, c)))),
+    h("tbody", {}, ...rows.map((r) => h("tr", {}, ...r.map((c) => h("td", {}, fmt(c))))))),
+  t.data.length > TABLE_ROWS ? h("p", { class: "muted" }, `first ${TABLE_ROWS} of ${t.data.length} rows`) : null);
+}
+
+function renderHistogram(value: Json): HTMLElement {
+  const hist = value as { bins?: number[]; counts?: number[] };
+  const bins = hist?.bins ?? [];
+  const counts = hist?.counts ?? [];
+  const canvas = h("canvas", { class: "histogram", role: "img", "aria-label": "histogram" });
+  const width = 360, height = 160, dpr = window.devicePixelRatio || 1;
+  canvas.width = width * dpr;
+  canvas.height = height * dpr;
+  canvas.style.width = `${width}px`;
+  canvas.style.height = `${height}px`;
+  const ctx = canvas.getContext("2d")!;
+  ctx.scale(dpr, dpr);
+  const max = Math.max(1, ...counts);
+  const bar = width / Math.max(1, counts.length);
+  ctx.fillStyle = getComputedStyle(document.documentElement).getPropertyValue("--accent").trim() || "#1f77b4";
+  counts.forEach((c, i) => {
+    const hgt = ((height - 20) * c) / max;
+    ctx.fillRect(i * bar + 0.5, height - 16 - hgt, Math.max(1, bar - 1), hgt);
+  });
+  ctx.fillStyle = getComputedStyle(document.documentElement).getPropertyValue("--fg-muted").trim() || "#888";
+  ctx.font = "11px system-ui, sans-serif";
+  if (bins.length) {
+    ctx.fillText(fmt(bins[0]), 0, height - 3);
+    ctx.textAlign = "right";
+    ctx.fillText(fmt(bins[bins.length - 1]), width, height - 3);
+  }
+  return canvas;
+}

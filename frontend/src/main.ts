@@ -1,0 +1,312 @@
+// The dashboard page: layout, project and view switching, keyboard shortcuts, theme, and the
+// glue between the run list, the views and live updates.
+
+import "uplot/dist/uPlot.min.css";
+import "./style.css";
+import { ApiError, RunInfo, api, setToken } from "./api";
+import { ema, movingAverage } from "./chartdata";
+import { debounce, fill, h, notice } from "./dom";
+import { MetricGrid } from "./grid";
+import { LiveClient, PointsEvent, encodeCursor } from "./live";
+import { ParallelView } from "./parallel";
+import { RunDetailView } from "./detail";
+import { RunList } from "./runlist";
+import { View, state } from "./state";
+import { RunsTable } from "./table";
+
+const root = document.getElementById("app")!;
+const grid = new MetricGrid();
+const runList = new RunList(() => void loadRuns(false), (id) => openRun(id));
+const table = new RunsTable(() => void loadRuns(false), (id) => openRun(id));
+const parallel = new ParallelView((id) => openRun(id));
+const detail = new RunDetailView(() => setView(state.detailRun ? lastView : "charts"), (id) => openRun(id));
+const main = h("main", { id: "main", tabindex: -1 });
+const projectSelect = h("select", { id: "project", "aria-label": "project",
+  onchange: (e: Event) => void openProject((e.target as HTMLSelectElement).value) });
+const liveBadge = h("span", { class: "live", id: "live-status", role: "status" }, "");
+const tabs = new Map<View, HTMLButtonElement>();
+let lastView: View = "charts";
+const live = new LiveClient({
+  run: onRunEvent,
+  points: onPoints,
+  status: (s) => {
+    state.liveStatus = s;
+    liveBadge.textContent = s === "live" ? "● live" : s === "connecting" ? "○ connecting" : "○ offline";
+    liveBadge.dataset.status = s;
+  },
+});
+
+// -- theme ---------------------------------------------------------------------------------
+function applyTheme(theme: "light" | "dark"): void {
+  state.theme = theme;
+  document.documentElement.dataset.theme = theme;
+  try {
+    localStorage.setItem("runfleet-theme", theme);
+  } catch {
+    /* storage may be off */
+  }
+  state.emit("theme");
+}
+
+function initialTheme(): "light" | "dark" {
+  try {
+    const saved = localStorage.getItem("runfleet-theme");
+    if (saved === "light" || saved === "dark") return saved;
+  } catch {
+    /* storage may be off */
+  }
+  return window.matchMedia?.("(prefers-color-scheme: dark)").matches ? "dark" : "light";
+}
+
+// -- layout --------------------------------------------------------------------------------
+function layout(): void {
+  const tabBar = h("nav", { class: "tabs", role: "tablist", "aria-label": "views" },
+    ...(["charts", "table", "parallel"] as View[]).map((v, i) => {
+      const b = h("button", { type: "button", role: "tab", id: `tab-${v}`, "aria-selected": "false",
+                              title: `${v} (${i + 1})`, onclick: () => setView(v) },
+        v === "charts" ? "Charts" : v === "table" ? "Table" : "Parallel");
+      tabs.set(v, b);
+      return b;
+    }));
+  const themeBtn = h("button", { type: "button", class: "small", id: "theme-toggle",
+                                 title: "Light or dark theme (t)",
+                                 onclick: () => applyTheme(state.theme === "dark" ? "light" : "dark") },
+    "◐ Theme");
+  const help = h("span", { class: "muted keys-help" }, "/ search · 1-3 views · t theme · Esc back");
+  fill(root,
+    h("header", { class: "topbar" }, h("strong", { class: "brand" }, "runfleet"),
+      h("label", {}, "Project ", projectSelect), tabBar, liveBadge, help, themeBtn),
+    h("div", { class: "layout" }, runList.el, main));
+  root.removeAttribute("aria-busy");
+}
+
+function setView(view: View): void {
+  if (view !== "run") {
+    lastView = view;
+    state.detailRun = null;
+    detail.hide();
+  }
+  state.view = view;
+  tabs.forEach((b, v) => b.setAttribute("aria-selected", String(v === view)));
+  const el = view === "charts" ? grid.el : view === "table" ? table.el
+    : view === "parallel" ? parallel.el : detail.el;
+  main.replaceChildren(el);
+  if (view === "table") table.render();
+  if (view === "parallel") parallel.render();
+  if (view === "charts") grid.reloadAll();
+  updateUrl();
+}
+
+function openRun(id: string): void {
+  state.detailRun = id;
+  setView("run");
+  void detail.show(id);
+}
+
+function updateUrl(): void {
+  const url = new URL(window.location.href);
+  url.hash = "";
+  if (state.project) url.searchParams.set("project", state.project);
+  url.searchParams.set("view", state.view);
+  if (state.detailRun) url.searchParams.set("run", state.detailRun);
+  else url.searchParams.delete("run");
+  history.replaceState(null, "", url);
+}
+
+function pageError(message: string): void {
+  main.replaceChildren(notice("error", message));
+}
+
+// -- data ----------------------------------------------------------------------------------
+async function openProject(name: string): Promise<void> {
+  state.project = name;
+  state.search = "";
+  state.filters = [];
+  state.statuses = [];
+  state.keys = [];
+  projectSelect.value = name;
+  live.close();
+  subscribed = null;
+  main.replaceChildren(notice("loading", "Loading runs…"));
+  const ok = await loadRuns(true);
+  setView(state.view === "run" ? "charts" : state.view);
+  if (!ok) return;
+  await loadKeys();
+  subscribe();
+}
+
+/** (Re)open the live stream for the runs drawn, from what the page knows of them. */
+let subscribed: string | null = null;
+
+function subscribe(): void {
+  if (!state.project) return;
+  const shown = state.visibleRuns();
+  const cursor: Record<string, number> = {};
+  shown.forEach((r) => { cursor[r.id] = r.last_step; });
+  subscribed = shown.map((r) => r.id).join(",");
+  live.connect(state.project, encodeCursor(cursor), shown.map((r) => r.id));
+}
+
+// Ticking runs on or off changes the subscription (after the first one is open).
+state.on("selection", debounce(() => {
+  if (subscribed !== null && state.visibleRuns().map((r) => r.id).join(",") !== subscribed) {
+    subscribe();
+  }
+}, 500));
+
+let runsRequest = 0;
+
+/** Ask the server for the run list with the current search, filters and sort. */
+async function loadRuns(fresh: boolean): Promise<boolean> {
+  if (!state.project) return false;
+  const mine = ++runsRequest;
+  const text = state.search.trim();
+  const regex = text.length > 2 && text.startsWith("/") && text.endsWith("/");
+  try {
+    const res = await api.runs({
+      project: state.project, search: regex ? text.slice(1, -1) : text, regex,
+      status: state.statuses, filter: state.filters, sort: state.sort,
+    });
+    if (mine !== runsRequest) return false;
+    runList.showError(null);
+    state.setRuns(res.runs, fresh);
+    state.total = res.total;
+    state.configKeys = res.config_keys;
+    state.summaryKeys = res.summary_keys;
+    state.emit("runs");
+    state.emit("selection");
+    return true;
+  } catch (err) {
+    if (mine !== runsRequest) return false;
+    runList.showError(err instanceof ApiError ? err.message : String(err));
+    return false;
+  }
+}
+
+async function loadKeys(): Promise<void> {
+  if (!state.project) return;
+  try {
+    state.keys = await api.keys(state.project);
+    state.emit("keys");
+  } catch (err) {
+    pageError(err instanceof ApiError ? err.message : String(err));
+  }
+}
+
+const reloadForNewRuns = debounce(() => {
+  void loadRuns(false).then(() => loadKeys());
+}, 300);
+const reloadKeys = debounce(() => void loadKeys(), 500);
+const refreshTable = debounce(() => {
+  if (state.view === "table") table.render();
+}, 1000);
+
+function onRunEvent(run: RunInfo): void {
+  if (run.project !== state.project) return;
+  const listed = state.run(run.id);
+  if (listed) {
+    Object.assign(listed, run);
+    state.emit("live");
+    refreshTable();
+  } else {
+    reloadForNewRuns();
+  }
+}
+
+/** x of live points on the chart's axis; for a metric axis, the value of that metric logged
+ *  at the same step (remembered per run). */
+const liveX = new Map<string, Map<number, number>>();
+
+function onPoints(batch: PointsEvent[]): void {
+  const axis = state.x;
+  if (axis !== "step" && axis !== "time" && axis !== "relative") {
+    for (const ev of batch) {
+      if (ev.key !== axis) continue;
+      if (!liveX.has(ev.run)) liveX.set(ev.run, new Map());
+      const m = liveX.get(ev.run)!;
+      ev.steps.forEach((s, i) => m.set(s, Number(ev.values[i])));
+    }
+  }
+  const known = new Set(state.keys.map((k) => k.key));
+  for (const ev of batch) {
+    if (!known.has(ev.key)) reloadKeys();
+    if (!state.selected.has(ev.run)) continue;
+    const run = state.run(ev.run);
+    const times = ev.times.map(Number);
+    let xs: number[];
+    if (axis === "step") xs = ev.steps;
+    else if (axis === "time") xs = times;
+    else if (axis === "relative") xs = times.map((t) => t - (run?.created ?? 0));
+    else {
+      const m = liveX.get(ev.run);
+      xs = ev.steps.map((s) => m?.get(s) ?? NaN);
+    }
+    const ys = ev.values.map((v) => (typeof v === "boolean" ? Number(v) : Number(v)));
+    const keep = xs.map((x, i) => (Number.isFinite(x) ? i : -1)).filter((i) => i >= 0);
+    grid.live(ev.run, ev.key, keep.map((i) => xs[i]), keep.map((i) => ys[i]));
+  }
+}
+
+// -- keyboard ------------------------------------------------------------------------------
+function onKey(e: KeyboardEvent): void {
+  const target = e.target as HTMLElement;
+  const typing = target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA"
+    || target.tagName === "SELECT" || target.isContentEditable);
+  if (e.key === "Escape" && state.view === "run") {
+    setView(lastView);
+    return;
+  }
+  if (typing || e.ctrlKey || e.metaKey || e.altKey) return;
+  if (e.key === "/") {
+    e.preventDefault();
+    document.getElementById("run-search")?.focus();
+  } else if (e.key === "t") {
+    applyTheme(state.theme === "dark" ? "light" : "dark");
+  } else if (e.key === "1" || e.key === "2" || e.key === "3") {
+    setView((["charts", "table", "parallel"] as View[])[Number(e.key) - 1]);
+  }
+}
+
+// -- start ---------------------------------------------------------------------------------
+async function boot(): Promise<void> {
+  const hash = new URLSearchParams(window.location.hash.slice(1));
+  const token = hash.get("token");
+  try {
+    if (token) sessionStorage.setItem("runfleet-token", token);
+    setToken(token ?? sessionStorage.getItem("runfleet-token"));
+  } catch {
+    setToken(token);
+  }
+  applyTheme(initialTheme());
+  layout();
+  document.addEventListener("keydown", onKey);
+  const params = new URLSearchParams(window.location.search);
+  const view = params.get("view");
+  if (view === "table" || view === "parallel" || view === "charts") state.view = view;
+  try {
+    state.projects = await api.projects();
+  } catch (err) {
+    pageError(err instanceof ApiError ? err.message : String(err));
+    return;
+  }
+  fill(projectSelect, ...state.projects.map((p) => h("option", { value: p.name },
+    `${p.name} (${p.run_count})`)));
+  if (!state.projects.length) {
+    main.replaceChildren(notice("empty",
+      "No projects yet. Log a run with runfleet.init(project=...) and it appears here."));
+    return;
+  }
+  const wanted = params.get("project");
+  const chosen = state.projects.find((p) => p.name === wanted)
+    ?? [...state.projects].sort((a, b) => (b.last_updated ?? 0) - (a.last_updated ?? 0))[0];
+  await openProject(chosen.name);
+  const run = params.get("run");
+  if (run) openRun(run);
+}
+
+// Hooks for tests and debugging.
+(window as unknown as Record<string, unknown>).__rf = {
+  state, grid, charts: grid.charts, smoothing: { ema, movingAverage },
+};
+
+void boot();

@@ -1,0 +1,107 @@
+// The page's state and who to tell when it changes. Views subscribe to named topics.
+
+import { KeyInfo, Project, RunInfo } from "./api";
+import { paletteColor } from "./colors";
+
+export type View = "charts" | "table" | "parallel" | "run";
+export type Smoothing = "none" | "ema" | "ma";
+export type Topic = "projects" | "runs" | "selection" | "keys" | "chartOptions" | "view" | "theme"
+  | "live";
+
+/** Most runs drawn by default when a project opens (the rest can be selected). */
+export const DEFAULT_SELECTED = 200;
+
+export class State {
+  projects: Project[] = [];
+  project: string | null = null;
+  runs: RunInfo[] = [];
+  total = 0;
+  configKeys: string[] = [];
+  summaryKeys: string[] = [];
+  keys: KeyInfo[] = [];
+  /** Runs drawn on charts (ids). */
+  selected = new Set<string>();
+  /** Runs the user unticked: live additions must not bring them back. */
+  deselected = new Set<string>();
+  colors = new Map<string, string>();
+  private colorIndex = new Map<string, number>();
+
+  // run list query (evaluated on the server)
+  search = "";
+  statuses: string[] = [];
+  filters: string[] = [];
+  sort = "";
+
+  view: View = "charts";
+  detailRun: string | null = null;
+
+  // chart options
+  x = "step";
+  logScale = false;
+  smoothing: Smoothing = "none";
+  emaWeight = 0.6;
+  maWindow = 9;
+  groupBy = "";
+  parallelMetric = "";
+
+  liveStatus: "connecting" | "live" | "offline" = "connecting";
+  theme: "light" | "dark" = "light";
+
+  private listeners = new Map<Topic, Set<() => void>>();
+
+  on(topic: Topic, fn: () => void): void {
+    if (!this.listeners.has(topic)) this.listeners.set(topic, new Set());
+    this.listeners.get(topic)!.add(fn);
+  }
+
+  emit(topic: Topic): void {
+    this.listeners.get(topic)?.forEach((fn) => fn());
+  }
+
+  /** The run's colour: chosen by the user, else from the palette in run order. */
+  color(id: string): string {
+    const chosen = this.colors.get(id);
+    if (chosen) return chosen;
+    if (!this.colorIndex.has(id)) this.colorIndex.set(id, this.colorIndex.size);
+    return paletteColor(this.colorIndex.get(id)!);
+  }
+
+  run(id: string): RunInfo | undefined {
+    return this.runs.find((r) => r.id === id);
+  }
+
+  /** Selected runs that the current list shows, in list order. */
+  visibleRuns(): RunInfo[] {
+    return this.runs.filter((r) => this.selected.has(r.id));
+  }
+
+  /** Take a new run list: keep the user's choices, select new runs unless unticked. */
+  setRuns(runs: RunInfo[], fresh: boolean): void {
+    // Colours follow creation order so that a run keeps its colour as filters change.
+    [...runs].sort((a, b) => a.created - b.created).forEach((r) => this.color(r.id));
+    const known = new Set(this.runs.map((r) => r.id));
+    this.runs = runs;
+    if (fresh) {
+      this.selected = new Set(runs.slice(0, DEFAULT_SELECTED).map((r) => r.id));
+      this.deselected.clear();
+    } else {
+      for (const r of runs) {
+        if (!known.has(r.id) && !this.deselected.has(r.id) && this.selected.size < DEFAULT_SELECTED) {
+          this.selected.add(r.id);
+        }
+      }
+    }
+  }
+
+  toggle(id: string, on: boolean): void {
+    if (on) {
+      this.selected.add(id);
+      this.deselected.delete(id);
+    } else {
+      this.selected.delete(id);
+      this.deselected.add(id);
+    }
+  }
+}
+
+export const state = new State();

@@ -1,0 +1,21 @@
+"""The web dashboard behind ``runfleet show``.
+
+Modules, one job each:
+
+* ``app``: the Starlette application (routes, static page, error handling);
+* ``routes``: the JSON API endpoints; ``spec``: their declared parameters, validation and
+  the OpenAPI document;
+* ``query``: reads of the home (runs, chart data, media, exports), no HTTP;
+* ``live``: Server-Sent Events with new points and run changes since a cursor;
+* ``security``: loopback host check, cross-site write refusal, the write token;
+* ``server``: ``runfleet show``: port choice, token, uvicorn;
+* ``jsonio``: strict JSON (and base64) encoding of numpy arrays.
+
+The front end (TypeScript + uPlot) lives in ``frontend/`` and is built by esbuild into
+``static/`` (generated, not committed).
+"""
+
+from runfleet.dashboard.app import create_app
+from runfleet.dashboard.server import serve
+
+__all__ = ["create_app", "serve"]

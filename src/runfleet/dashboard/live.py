@@ -1,0 +1,154 @@
+"""Live updates by Server-Sent Events: new points and run changes since a cursor.
+
+The page opens one ``GET /api/stream?project=P[&runs=a,b][&cursor=C]`` per project view. The
+server then watches the project's runs table (status, last step, update time: one cheap
+query, no history) every :data:`POLL_S` seconds and sends
+
+* ``event: run`` with a run's JSON when it is new or its status, summary or last step
+  changed;
+* ``event: points`` with ``{run, key, steps, times, values}``: only the points logged after
+  the cursor's step for that run (more than :data:`LIVE_MAX_POINTS` at once are thinned to
+  min/max pairs, so a fast run never floods the page);
+* an ``id:`` line carrying the new cursor, which the browser sends back as
+  ``Last-Event-ID`` when it reconnects, so nothing is sent twice or lost.
+
+The cursor is base64url JSON ``{run id: last step sent}``. Runs absent from it start at their
+current last step (the page just fetched their history); runs created after the stream
+opened are sent from their first point.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import threading
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import numpy as np
+
+from runfleet.api import Api
+from runfleet.dashboard import jsonio
+from runfleet.dashboard.query import SYSTEM_PREFIX, run_json
+from runfleet.dashboard.spec import ApiError
+from runfleet.downsample import min_max_buckets
+
+POLL_S = 0.25
+HEARTBEAT_S = 15.0
+LIVE_MAX_POINTS = 2000
+
+
+def encode_cursor(steps: dict[str, int]) -> str:
+    """The cursor token for ``{run id: last step known}``."""
+    raw = json.dumps(steps, separators=(",", ":")).encode("utf-8")
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def decode_cursor(token: str) -> dict[str, int]:
+    """Inverse of :func:`encode_cursor`; :class:`ApiError` 400 for a malformed token."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = json.loads(raw.decode("utf-8"))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise ApiError(400, "malformed cursor (expected the token the API returned)") from None
+    if not isinstance(data, dict) or not all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+            for k, v in data.items()):
+        raise ApiError(400, "malformed cursor (expected {run id: step})")
+    return data
+
+
+class LiveWatcher:
+    """Finds what changed in a project since the last call to :meth:`poll`."""
+
+    def __init__(self, api: Api, project: str, runs: list[str] | None,
+                 cursor: dict[str, int]) -> None:
+        self.api = api
+        self.project = project
+        states = api.store.run_states(project)
+        self.ids = {s.rid: s.id for s in states}
+        by_id = {s.id: s for s in states}
+        missing = [r for r in (runs or []) if r not in by_id]
+        if missing:
+            raise ApiError(404, f"unknown run {missing[0]!r} in project {project!r}")
+        self.known = {s.rid: (s.status, s.last_step, s.updated) for s in states}
+        watched = [by_id[r] for r in runs] if runs else states
+        self.watched = {s.rid for s in watched}
+        self.cursor = {s.rid: cursor.get(s.id, s.last_step) for s in watched}
+
+    def token(self) -> str:
+        """The cursor token for what has been sent so far."""
+        return encode_cursor({self.ids[rid]: step for rid, step in self.cursor.items()})
+
+    def poll(self) -> list[tuple[str, dict[str, Any]]]:
+        """Events for what changed since the previous call."""
+        store = self.api.store
+        events: list[tuple[str, dict[str, Any]]] = []
+        for st in store.run_states(self.project):
+            state = (st.status, st.last_step, st.updated)
+            previous = self.known.get(st.rid)
+            if previous is None:  # a run created after the stream opened: watch it all
+                self.ids[st.rid] = st.id
+                self.watched.add(st.rid)
+                self.cursor[st.rid] = -1
+            if previous != state:
+                self.known[st.rid] = state
+                events.append(("run", run_json(self.api.wrap(store.get_run(st.rid)))))
+            after = self.cursor.get(st.rid)
+            if st.rid in self.watched and after is not None and st.last_step > after:
+                for info in store.keys(st.rid):
+                    if info.key.startswith(SYSTEM_PREFIX) or info.step_max <= after:
+                        continue
+                    s = store.series(st.rid, info.key, start=after + 1)
+                    if len(s.steps):
+                        events.append(("points", _points(st.id, s.key, s.steps, s.times,
+                                                         s.values)))
+                self.cursor[st.rid] = st.last_step
+        return events
+
+
+def _points(run: str, key: str, steps: Any, times: Any, values: Any) -> dict[str, Any]:
+    thinned = False
+    if len(steps) > LIVE_MAX_POINTS:
+        thinned = True
+        if values.dtype.kind in "fiub":
+            b = min_max_buckets(steps, values.astype(np.float64), LIVE_MAX_POINTS // 2)
+            x = np.repeat(b["x"], 2)
+            values = np.column_stack([b["min"], b["max"]]).reshape(-1)
+            times = np.interp(x, steps, times)
+            steps = x
+        else:
+            pick = np.unique(np.linspace(0, len(steps) - 1, LIVE_MAX_POINTS).astype(int))
+            steps, times, values = steps[pick], times[pick], values[pick]
+    return {"run": run, "key": key, "steps": np.asarray(steps).tolist(),
+            "times": jsonio.floats(times), "values": jsonio.values(values),
+            "thinned": thinned}
+
+
+def _event(name: str, data: Any, event_id: str | None = None) -> str:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {name}\ndata: {jsonio.dumps(data).decode('utf-8')}\n\n"
+
+
+async def event_stream(watcher: LiveWatcher, max_seconds: float | None,
+                       stopping: threading.Event | None = None) -> AsyncIterator[str]:
+    """The SSE body: events as they happen, a comment line as heartbeat when idle. Ends
+    after ``max_seconds`` or when ``stopping`` is set (the server is shutting down)."""
+    started = last_sent = time.monotonic()
+    yield f"retry: 1000\nid: {watcher.token()}\nevent: hello\ndata: {{}}\n\n"
+    while max_seconds is None or time.monotonic() - started < max_seconds:
+        if stopping is not None and stopping.is_set():
+            return
+        events = await anyio.to_thread.run_sync(watcher.poll)
+        if events:
+            token = watcher.token()
+            for i, (name, data) in enumerate(events):
+                yield _event(name, data, token if i == len(events) - 1 else None)
+            last_sent = time.monotonic()
+        elif time.monotonic() - last_sent > HEARTBEAT_S:
+            yield ": keep-alive\n\n"
+            last_sent = time.monotonic()
+        await anyio.sleep(POLL_S)

@@ -1,0 +1,246 @@
+"""The JSON API: one :class:`~runfleet.dashboard.spec.Endpoint` per route, over a Query.
+
+Handlers receive validated parameters (see ``spec.py``), run the blocking store work in a
+worker thread, and answer JSON. Every refusal is an :class:`ApiError`, answered as
+``{"error": message}`` with its 4xx status.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, TypeVar
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from runfleet import __version__
+from runfleet.dashboard import jsonio, live
+from runfleet.dashboard.query import Query
+from runfleet.dashboard.spec import ApiError, Endpoint, Param, openapi, parse_params
+from runfleet.store.base import STATUSES, StoreBusyError
+
+T = TypeVar("T")
+
+PROJECT = Param("project", required=True, description="project name")
+RUN = Param("run", required=True, description="run id")
+RUNS = Param("runs", "list", description="comma-separated run ids")
+MAX_BUCKETS = 10_000
+BODY_LIMIT = 1_000_000
+NOTES_LIMIT = 100_000
+TAGS_LIMIT = 100
+
+
+async def _blocking(fn: Callable[[], T]) -> T:
+    """Run store work in a worker thread (the event loop keeps serving SSE meanwhile)."""
+    return await anyio.to_thread.run_sync(fn)
+
+
+def build_endpoints(query: Query) -> list[Endpoint]:
+    """Every endpoint of the API, bound to ``query``."""
+
+    async def health(request: Request, p: dict[str, Any]) -> Response:
+        return jsonio.json_response(query.health())
+
+    async def projects(request: Request, p: dict[str, Any]) -> Response:
+        return jsonio.json_response(await _blocking(query.projects))
+
+    async def runs(request: Request, p: dict[str, Any]) -> Response:
+        from runfleet.cli import CliError, parse_filters
+
+        try:
+            filters = parse_filters(p["filter"])
+        except CliError as exc:
+            raise ApiError(400, str(exc)) from None
+        result = await _blocking(lambda: query.runs(
+            p["project"], search=p["search"], regex=p["regex"], status=p["status"],
+            filters=filters, sort=p["sort"], limit=p["limit"], offset=p["offset"]))
+        return jsonio.json_response(result)
+
+    async def run(request: Request, p: dict[str, Any]) -> Response:
+        return jsonio.json_response(await _blocking(
+            lambda: query.run_detail(p["project"], p["run"])))
+
+    async def update_run(request: Request, p: dict[str, Any]) -> Response:
+        body = await _json_body(request)
+        notes, tags = body.get("notes"), body.get("tags")
+        unknown = sorted(set(body) - {"notes", "tags"})
+        if unknown:
+            raise ApiError(400, f"unknown field {unknown[0]!r}: only notes and tags can be "
+                                f"changed")
+        if notes is not None and (not isinstance(notes, str) or len(notes) > NOTES_LIMIT):
+            raise ApiError(400, f"notes must be text of at most {NOTES_LIMIT} characters")
+        if tags is not None and not (isinstance(tags, list) and len(tags) <= TAGS_LIMIT and all(
+                isinstance(t, str) and 0 < len(t) <= 200 for t in tags)):
+            raise ApiError(400, f"tags must be a list of at most {TAGS_LIMIT} non-empty texts")
+        try:
+            result = await _blocking(lambda: query.update_run(p["project"], p["run"], notes,
+                                                              tags))
+        except StoreBusyError:
+            raise ApiError(409, "the database is busy with writes; try again") from None
+        return jsonio.json_response(result)
+
+    async def keys(request: Request, p: dict[str, Any]) -> Response:
+        return jsonio.json_response(await _blocking(
+            lambda: query.keys(p["project"], p["runs"] or [])))
+
+    async def series(request: Request, p: dict[str, Any]) -> Response:
+        if not p["runs"]:
+            raise ApiError(400, "parameter 'runs' must list at least one run id")
+        result = await _blocking(lambda: query.chart(
+            p["project"], p["key"], p["runs"], x=p["x"], start=p["start"], end=p["end"],
+            buckets=p["buckets"], encoding=p["encoding"]))
+        return jsonio.json_response(result)
+
+    async def media(request: Request, p: dict[str, Any]) -> Response:
+        return jsonio.json_response(await _blocking(
+            lambda: query.media(p["project"], p["run"], p["key"])))
+
+    async def media_file(request: Request, p: dict[str, Any]) -> Response:
+        item = await _blocking(lambda: query.media_file(p["project"], p["run"], p["index"]))
+        if item.media_type == "application/json":
+            def load() -> Any:
+                try:
+                    return jsonio.safe(json.loads(item.path.read_text(encoding="utf-8")))
+                except (OSError, ValueError) as exc:
+                    raise ApiError(404, f"media file cannot be read: {exc}") from None
+
+            return jsonio.json_response({"type": item.type, "value": await _blocking(load)})
+        return FileResponse(item.path, media_type=item.media_type)
+
+    async def export_csv(request: Request, p: dict[str, Any]) -> Response:
+        spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed by the body
+            max_size=8 << 20, mode="w+", newline="", encoding="utf-8")
+        try:
+            await _blocking(lambda: query.export_csv(p["project"], p["runs"] or [],
+                                                     p["keys"] or None, spool))
+        except BaseException:
+            spool.close()
+            raise
+        spool.seek(0)
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", p["project"])[:100] or "export"
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                while chunk := await _blocking(lambda: spool.read(1 << 20)):
+                    yield chunk.encode("utf-8")
+            finally:
+                spool.close()
+
+        return StreamingResponse(body(), media_type="text/csv; charset=utf-8", headers={
+            "Content-Disposition": f'attachment; filename="{name}.csv"'})
+
+    async def stream(request: Request, p: dict[str, Any]) -> Response:
+        token = request.headers.get("last-event-id") or p["cursor"]
+        cursor = live.decode_cursor(token) if token else {}
+        watcher = await _blocking(lambda: live.LiveWatcher(query.api, p["project"],
+                                                           p["runs"] or None, cursor))
+        stopping = getattr(request.app.state, "stopping", None)
+        return StreamingResponse(live.event_stream(watcher, p["max_seconds"], stopping),
+                                 media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache",
+                                          "X-Accel-Buffering": "no"})
+
+    async def spec(request: Request, p: dict[str, Any]) -> Response:
+        return jsonio.json_response(openapi(endpoints, __version__))
+
+    not_found = {404: "unknown project, run or item"}
+    endpoints = [
+        Endpoint("/api/health", "GET", "Server version and home", (), health),
+        Endpoint("/api/projects", "GET", "Projects with run counts", (), projects),
+        Endpoint("/api/runs", "GET", "Runs of a project, filtered and sorted", (
+            PROJECT,
+            Param("search", description="text in the run name or id (case-insensitive)"),
+            Param("regex", "boolean", default=False, description="search is a regex"),
+            Param("status", "multi", enum=STATUSES, description="keep these statuses"),
+            Param("filter", "multi", description="FIELD<op>VALUE with op = != > >= < <= or "
+                  "~ (regex), e.g. config.lr=0.001 or summary.acc>=0.9; repeatable"),
+            Param("sort", description="field to sort by, '-' first for descending, e.g. "
+                  "-summary.acc, name, created"),
+            Param("limit", "integer", default=1000, minimum=1, maximum=10_000),
+            Param("offset", "integer", default=0, minimum=0, maximum=10**9),
+        ), runs, not_found),
+        Endpoint("/api/run", "GET", "One run: config, summary, keys, lineage, alerts, media",
+                 (PROJECT, RUN), run, not_found),
+        Endpoint("/api/run", "PATCH", "Change a run's notes or tags", (PROJECT, RUN),
+                 update_run, {**not_found, 401: "token required", 403: "cross-site write",
+                              409: "database busy", 413: "body too large",
+                              415: "not JSON"},
+                 body={"type": "object", "properties": {
+                     "notes": {"type": ["string", "null"]},
+                     "tags": {"type": ["array", "null"], "items": {"type": "string"}}},
+                     "additionalProperties": False}),
+        Endpoint("/api/keys", "GET", "Metric keys of runs (all runs when none are given)",
+                 (PROJECT, RUNS), keys, not_found),
+        Endpoint("/api/series", "GET", "Chart data of one key for many runs", (
+            PROJECT,
+            Param("key", required=True, description="metric key"),
+            Param("runs", "list", required=True, description="comma-separated run ids"),
+            Param("x", default="step", description="x axis: step, time (seconds since the "
+                  "epoch), relative (seconds since each run started) or a logged key"),
+            Param("start", "number", description="smallest x (default: the data's)"),
+            Param("end", "number", description="largest x (default: the data's)"),
+            Param("buckets", "integer", default=1000, minimum=1, maximum=MAX_BUCKETS,
+                  description="at most this many buckets (about the chart's pixel width)"),
+            Param("encoding", default="json", enum=jsonio.ENCODINGS,
+                  description="float arrays as JSON numbers or base64 float64"),
+        ), series, not_found, description=(
+            "For each run: the exact points when the range holds at most `buckets` of "
+            "them (mode exact: x, y), else min, max, mean and count per bucket (mode "
+            "buckets) on the grid `grid` = {lo, hi, buckets} shared by the chart.")),
+        Endpoint("/api/media", "GET", "Media items of a run", (
+            PROJECT, RUN, Param("key", description="only this key")), media, not_found),
+        Endpoint("/api/media/file", "GET", "One media file (image, or table/histogram JSON)", (
+            PROJECT, RUN, Param("index", "integer", required=True, minimum=0,
+                                maximum=10**9)), media_file,
+                 {**not_found, 403: "path outside the home"}, content_type="*/*"),
+        Endpoint("/api/export.csv", "GET", "Points of runs as CSV (long layout, exact values)",
+                 (PROJECT, RUNS, Param("keys", "list", description="only these keys")),
+                 export_csv, not_found, content_type="text/csv"),
+        Endpoint("/api/stream", "GET", "Live updates (Server-Sent Events)", (
+            PROJECT, RUNS,
+            Param("cursor", description="token from /api/runs or a previous event id"),
+            Param("max_seconds", "number", minimum=0.1, maximum=86_400,
+                  description="close the stream after this long (default: never)"),
+        ), stream, not_found, content_type="text/event-stream"),
+        Endpoint("/api/openapi.json", "GET", "This description", (), spec),
+    ]
+    return endpoints
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if len(raw) > BODY_LIMIT:
+        raise ApiError(413, f"request body over {BODY_LIMIT} bytes")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "request body must be a JSON object")
+    return body
+
+
+def routes(endpoints: Sequence[Endpoint]) -> list[Route]:
+    """Starlette routes for the endpoints (one route per path, dispatching on method)."""
+    by_path: dict[str, dict[str, Endpoint]] = {}
+    for ep in endpoints:
+        by_path.setdefault(ep.path, {})[ep.method] = ep
+    return [Route(path, _dispatch(methods), methods=list(methods))
+            for path, methods in by_path.items()]
+
+
+def _dispatch(methods: dict[str, Endpoint]) -> Callable[[Request], Any]:
+    async def endpoint(request: Request) -> Response:
+        ep = methods.get(request.method) or methods["GET"]  # HEAD is served as GET
+        try:
+            params = parse_params(request, ep.params)
+            return await ep.handler(request, params)
+        except ApiError as exc:
+            return jsonio.json_response({"error": exc.message}, status=exc.status)
+
+    return endpoint
