@@ -2,8 +2,10 @@
 
 After every chunk a run's trainable weights, optimizer, LR scheduler, RNG state and step
 counters are written under ``<experiment dir>/checkpoints/<run id>/chunk-<k>.pt`` (via a
-temporary file and an atomic rename, so a crash never leaves a torn checkpoint). Only the
-latest checkpoint of a run is kept. Keys (``"<run id>/chunk-<k>"``), not paths, travel
+temporary file and an atomic rename, so a crash never leaves a torn checkpoint); a run
+stopped inside a chunk gets ``chunk-<k>-step-<s>.pt``. The controller prunes older ones
+once it has recorded the newest, so the recorded checkpoint is always on disk.
+Keys (``"<run id>/chunk-<k>"``), not paths, travel
 between controller and workers, so a remote executor can map them to its own storage.
 """
 
@@ -16,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 
-def checkpoint_key(run_id: str, chunk: int) -> str:
-    """The key of a run's state after ``chunk``."""
-    return f"{run_id}/chunk-{chunk}"
+def checkpoint_key(run_id: str, chunk: int, step: int | None = None) -> str:
+    """The key of a run's state after ``chunk`` (or within it, stopped after ``step``)."""
+    return f"{run_id}/chunk-{chunk}" if step is None else f"{run_id}/chunk-{chunk}-step-{step}"
 
 
 class CheckpointStore:
@@ -35,7 +37,11 @@ class CheckpointStore:
         return self.root / run_id / f"{name}.pt"
 
     def save(self, key: str, state: dict[str, Any]) -> None:
-        """Persist ``state`` (CPU tensors and plain values) atomically; drop older chunks."""
+        """Persist ``state`` (CPU tensors and plain values) atomically.
+
+        Older checkpoints of the run stay until :meth:`prune` (the controller prunes once
+        it has recorded the new one, so the recorded checkpoint always exists on disk).
+        """
         import torch
 
         path = self.path(key)
@@ -44,9 +50,21 @@ class CheckpointStore:
         torch.save(state, tmp)
         os.replace(tmp, path)
         self._remember(key, state)
-        for old in path.parent.glob("chunk-*.pt"):
+
+    def prune(self, keep: str) -> None:
+        """Delete the run's checkpoints other than ``keep``."""
+        path = self.path(keep)
+        for old in path.parent.glob("*.pt"):
             if old != path:
                 old.unlink(missing_ok=True)
+        for key in [k for k in self._cache if k.split("/")[0] == keep.split("/")[0]
+                    and k != keep]:
+            del self._cache[key]
+
+    def copy(self, source: str, dest: str) -> None:
+        """Copy a checkpoint under a new key (a warm clone keeps its own copy)."""
+        self.path(dest).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.path(source), self.path(dest))
 
     def load(self, key: str) -> dict[str, Any]:
         """The state saved under ``key`` (from the cache when this process saved it)."""
@@ -68,9 +86,13 @@ class CheckpointStore:
 
     def delete_run(self, run_id: str) -> None:
         """Remove every checkpoint of a run (memory and disk)."""
+        self.forget(run_id)
+        shutil.rmtree(self.root / run_id, ignore_errors=True)
+
+    def forget(self, run_id: str) -> None:
+        """Drop a run's states from the in-memory cache (the files stay)."""
         for key in [k for k in self._cache if k.startswith(run_id + "/")]:
             del self._cache[key]
-        shutil.rmtree(self.root / run_id, ignore_errors=True)
 
     def _remember(self, key: str, state: dict[str, Any]) -> None:
         self._cache[key] = state

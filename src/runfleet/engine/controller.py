@@ -1,32 +1,59 @@
-"""The controller: runs in the caller's process, assigns (run, next chunk) to free
-workers, and is the single writer of engine runs into the tracker.
+"""The controller: runs in the caller's process, assigns (run, next piece of work) to free
+workers, applies control ops, and is the single writer of engine runs into the tracker.
 
-Each loop turn: give every idle worker the run the scheduling policy picks, wait briefly
-for events, log metrics (dropping any step already logged for that key, so a chunk
-retried after a worker crash never logs a step twice), record finished chunks and
-failures, and replace dead workers, retrying their chunk once from the last checkpoint.
+Each loop turn: apply pending ops (stop, resume, delete, clone) in id order, give every
+idle worker the run the scheduling policy picks, wait briefly for events, log metrics
+(dropping any step already logged for a key, so a chunk retried after a crash never logs
+a step twice), record finished chunks, ask the stopping policy, and replace dead workers,
+retrying their chunk once from the last checkpoint.
 """
 
 from __future__ import annotations
 
 import itertools
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from runfleet.engine.checkpoint import CheckpointStore
 from runfleet.engine.events import ChunkDone, StepMetrics, TaskFailed, WorkerReady
 from runfleet.engine.executor import Executor
-from runfleet.engine.policy import Schedulable, SchedulingPolicy
+from runfleet.engine.policy import (
+    NoStopping,
+    RunProgress,
+    Schedulable,
+    SchedulingPolicy,
+    StoppingPolicy,
+)
 from runfleet.engine.progress import ProgressTable
-from runfleet.engine.spec import ChunkTask, RunSpec
-from runfleet.store.base import COMPLETED, FAILED, PENDING, RUNNING
+from runfleet.engine.spec import ChunkTask, DropRun, RunSpec, StopTask
+from runfleet.store.base import (
+    COMPLETED,
+    DELETED,
+    FAILED,
+    OP_APPLIED,
+    OP_PENDING,
+    OP_REJECTED,
+    PENDING,
+    RUNNING,
+    STOPPED,
+    OpRecord,
+    Store,
+)
 from runfleet.tracking.run import Run
 
 MAX_ATTEMPTS = 2  # a chunk whose worker died is retried once, then the run fails
 MAX_EARLY_DEATHS = 3  # workers dying before they are ready: the setup itself is broken
+OPS_POLL_S = 0.1
 
 
 class EngineError(RuntimeError):
     """The experiment cannot go on (e.g. workers cannot even start)."""
+
+
+class OpError(ValueError):
+    """An op cannot be applied; the message becomes the op's rejection reason."""
 
 
 @dataclass
@@ -39,15 +66,24 @@ class EngineRun:
     config: dict[str, Any]
     tracker: Run
     status: str = PENDING
-    chunks_done: int = 0
+    next_step: int = 0
     state_key: str | None = None
     busy: bool = False
+    worker: int | None = None
+    task_id: int | None = None
     attempts: dict[int, int] = field(default_factory=dict)
     last_step: dict[str, int] = field(default_factory=dict)
     loss: float | None = None
-    step: int = 0
     timings: list[dict[str, float]] = field(default_factory=list)
     first_eval_time: float | None = None
+    metric_at_chunk: dict[int, dict[str, float]] = field(default_factory=dict)
+    latest: dict[str, float] = field(default_factory=dict)
+    waiting_ops: list[OpRecord] = field(default_factory=list)  # stop/delete of a busy run
+
+    @property
+    def plan_chunks(self) -> tuple[tuple[int, int], ...]:
+        """The run's chunks as step ranges."""
+        return self.spec.plan.chunks
 
     @property
     def num_chunks(self) -> int:
@@ -55,47 +91,89 @@ class EngineRun:
         return self.spec.plan.num_chunks
 
     @property
+    def chunks_done(self) -> int:
+        """Chunks fully trained."""
+        return sum(1 for _, end in self.plan_chunks if end <= self.next_step)
+
+    @property
+    def current_chunk(self) -> int:
+        """The chunk the next step belongs to."""
+        for i, (start, end) in enumerate(self.plan_chunks):
+            if start <= self.next_step < end:
+                return i
+        return self.num_chunks
+
+    @property
     def terminal(self) -> bool:
-        """True once the run will not train any more."""
-        return self.status in (COMPLETED, FAILED, "stopped", "deleted")
+        """True once the run will not train any more (stopped runs may be resumed)."""
+        return self.status in (COMPLETED, FAILED, DELETED)
+
+    @property
+    def idle(self) -> bool:
+        """True when nothing is left to do for it unless an op arrives."""
+        return self.terminal or (self.status == STOPPED and not self.busy)
 
     def row(self) -> dict[str, Any]:
         """A progress-table row."""
         return {"name": self.name, "config": self.config, "chunks_done": self.chunks_done,
-                "num_chunks": self.num_chunks, "step": self.step,
+                "num_chunks": self.num_chunks, "step": self.next_step,
                 "total_steps": self.spec.plan.total_steps, "loss": self.loss,
                 "status": self.status}
 
+    def engine_state(self) -> dict[str, Any]:
+        """What the tracker keeps about the run's progress (read by ``Experiment.runs``)."""
+        return {"chunks_done": self.chunks_done, "num_chunks": self.num_chunks,
+                "state_key": self.state_key, "step": self.next_step,
+                "total_steps": self.spec.plan.total_steps}
+
+
+# A factory for clones: (parent, op) -> the new run (raises OpError with a reason).
+CloneFactory = Callable[[EngineRun, OpRecord], EngineRun]
+
 
 class Controller:
-    """Drives an experiment's runs to completion on an executor's workers."""
+    """Drives an experiment's runs to an idle state on an executor's workers."""
 
     def __init__(self, runs: list[EngineRun], executor: Executor, policy: SchedulingPolicy,
-                 progress: ProgressTable | None = None, poll_s: float = 0.05) -> None:
+                 progress: ProgressTable | None = None, poll_s: float = 0.05, *,
+                 project: str = "", store: Store | None = None,
+                 checkpoints: CheckpointStore | None = None,
+                 stopping: StoppingPolicy | None = None,
+                 clone_factory: CloneFactory | None = None,
+                 keep_alive: Callable[[], bool] | None = None) -> None:
         self.runs = runs
         self.by_id = {r.spec.run_id: r for r in runs}
         self.executor = executor
         self.policy = policy
         self.progress = progress
         self.poll_s = poll_s
+        self.project = project
+        self.store = store
+        self.checkpoints = checkpoints
+        self.stopping = stopping or NoStopping()
+        self.clone_factory = clone_factory
+        self.keep_alive = keep_alive
         self._task_ids = itertools.count(1)
         self._idle: list[int] = []
         self._inflight: dict[int, tuple[ChunkTask, EngineRun]] = {}
         self._ready: set[int] = set()
         self._early_deaths = 0
+        self._ops_seen = 0
+        self._ops_checked = 0.0
         self.started: float | None = None
         self.first_worker_ready: float | None = None  # when training could first start
 
     def run(self) -> None:
-        """Train every run to a terminal status."""
-        import time
-
+        """Train until every run is completed, failed, deleted or stopped (and no op is
+        pending), or while ``keep_alive()`` says to wait for more ops."""
         self.started = time.time()
-        rows = [r.row() for r in self.runs]
         if self.progress:
-            self.progress.start(rows)
+            self.progress.start([r.row() for r in self.runs])
         try:
-            while not all(r.terminal for r in self.runs):
+            while True:
+                self._poll_ops()
+                if self._finished():
+                    break
                 self._assign()
                 for event in self.executor.poll(self.poll_s):
                     self._handle(event)
@@ -107,36 +185,137 @@ class Controller:
             if self.progress:
                 self.progress.stop([r.row() for r in self.runs])
 
-    # -- scheduling ---------------------------------------------------------------------------
+    def _finished(self) -> bool:
+        if not all(r.idle for r in self.runs) or self._inflight:
+            return False
+        if self.keep_alive is not None and self.keep_alive():
+            return False
+        return self.store is None or not self.store.ops(self.project, status=OP_PENDING)
+
+    # -- ops ------------------------------------------------------------------------------------
+    def _poll_ops(self, force: bool = False) -> None:
+        if self.store is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._ops_checked < OPS_POLL_S:
+            return
+        self._ops_checked = now
+        for op in self.store.ops(self.project, status=OP_PENDING, after=self._ops_seen):
+            self._ops_seen = op.id
+            try:
+                self._apply(op)
+            except OpError as exc:
+                self._finish_op(op, OP_REJECTED, str(exc))
+
+    def _finish_op(self, op: OpRecord, status: str, reason: str | None = None,
+                   result: dict[str, Any] | None = None) -> None:
+        assert self.store is not None
+        self.store.finish_op(op.id, status, reason, result)
+
+    def _target(self, op: OpRecord) -> EngineRun:
+        run = self.by_id.get(op.run or "")
+        if run is None:
+            raise OpError(f"no run {op.run!r} in experiment {self.project!r}")
+        return run
+
+    def _apply(self, op: OpRecord) -> None:
+        run = self._target(op)
+        if op.kind == "stop":
+            if run.status in (COMPLETED, FAILED, DELETED, STOPPED):
+                raise OpError(f"run {run.name} is already {run.status}")
+            if run.busy:
+                self._interrupt(run, op)
+            else:
+                self._set_status(run, STOPPED)
+                self._finish_op(op, OP_APPLIED)
+        elif op.kind == "resume":
+            if run.status != STOPPED:
+                raise OpError(f"run {run.name} is {run.status}, not stopped")
+            if run.busy:
+                raise OpError(f"run {run.name} is still saving its state; try again")
+            self._set_status(run, RUNNING if run.next_step else PENDING)
+            self._finish_op(op, OP_APPLIED)
+        elif op.kind == "delete":
+            if run.status == DELETED:
+                raise OpError(f"run {run.name} is already deleted")
+            if run.busy:
+                self._interrupt(run, op)
+            else:
+                self._delete(run, op)
+        elif op.kind == "clone":
+            if self.clone_factory is None:
+                raise OpError("this controller cannot clone runs")
+            child = self.clone_factory(run, op)
+            child.index = len(self.runs)
+            self.runs.append(child)
+            self.by_id[child.spec.run_id] = child
+            self._finish_op(op, OP_APPLIED, result={"run_id": child.spec.run_id,
+                                                    "name": child.name})
+
+    def _interrupt(self, run: EngineRun, op: OpRecord) -> None:
+        """Ask the worker training ``run`` to stop after its current step."""
+        run.waiting_ops.append(op)
+        if run.worker is not None and run.task_id is not None and len(run.waiting_ops) == 1:
+            self.executor.send(run.worker, StopTask(run.task_id))
+
+    def _settle(self, run: EngineRun) -> None:
+        """The run just left its worker: apply the stop/delete ops that waited for it."""
+        waiting, run.waiting_ops = run.waiting_ops, []
+        for op in waiting:
+            if op.kind == "delete":
+                self._delete(run, op)
+            elif run.status in (COMPLETED, FAILED, DELETED):
+                self._finish_op(op, OP_REJECTED, f"run {run.name} is already {run.status}")
+            else:
+                self._set_status(run, STOPPED)
+                self._finish_op(op, OP_APPLIED)
+
+    def _delete(self, run: EngineRun, op: OpRecord) -> None:
+        purge = bool(op.args.get("purge"))
+        run.status = DELETED
+        if self.checkpoints is not None:
+            self.checkpoints.delete_run(run.spec.run_id)
+        for worker in range(self.executor.size):
+            self.executor.send(worker, DropRun(run.spec.run_id))
+        run.tracker.finish(status=DELETED)
+        if purge and self.store is not None:
+            run.tracker._writer.flush()
+            self.store.purge_run(run.tracker._rid)
+        self._finish_op(op, OP_APPLIED, result={"purged": purge})
+
+    def _set_status(self, run: EngineRun, status: str) -> None:
+        run.status = status
+        run.tracker.set_status(status)
+        run.tracker._writer.wake()  # status changes should be visible at once
+
+    # -- scheduling -------------------------------------------------------------------------------
     def _assign(self) -> None:
         while self._idle:
             worker = self._idle[0]
-            view = [Schedulable(r.index, r.spec.run_id, r.chunks_done, r.num_chunks, r.busy,
-                                r.status in (PENDING, RUNNING)) for r in self.runs]
+            view = [Schedulable(r.index, r.spec.run_id, r.chunks_done, r.num_chunks,
+                                r.busy or bool(r.waiting_ops), r.status in (PENDING, RUNNING))
+                    for r in self.runs]
             run_id = self.policy.choose(view, worker)
             if run_id is None:
                 return
             self._idle.pop(0)
             run = self.by_id[run_id]
-            chunk = run.chunks_done
-            start, end = run.spec.plan.chunks[chunk]
+            chunk = run.current_chunk
+            end = run.plan_chunks[chunk][1]
             attempt = run.attempts.get(chunk, 0) + 1
             run.attempts[chunk] = attempt
-            task = ChunkTask(next(self._task_ids), run.spec, chunk, start, end, run.state_key,
-                             attempt)
-            run.busy = True
+            task = ChunkTask(next(self._task_ids), run.spec, chunk, run.next_step, end,
+                             run.state_key, attempt)
+            run.busy, run.worker, run.task_id = True, worker, task.task_id
             if run.status == PENDING:
-                run.status = RUNNING
-                run.tracker.set_status(RUNNING)
+                self._set_status(run, RUNNING)
             self._inflight[worker] = (task, run)
             self.executor.submit(worker, task)
 
-    # -- events ---------------------------------------------------------------------------------
+    # -- events -----------------------------------------------------------------------------------
     def _handle(self, event: Any) -> None:
         if isinstance(event, WorkerReady):
             if self.first_worker_ready is None:
-                import time
-
                 self.first_worker_ready = time.time()
             self._ready.add(event.worker)
             self._idle.append(event.worker)
@@ -148,10 +327,8 @@ class Controller:
             self._failed(event)
 
     def _metrics(self, event: StepMetrics) -> None:
-        import time
-
         run = self.by_id.get(event.run_id)
-        if run is None or run.terminal:
+        if run is None or run.status == DELETED:
             return
         fresh = {k: v for k, v in event.values.items()
                  if event.step > run.last_step.get(k, 0)}
@@ -160,44 +337,70 @@ class Controller:
         for key in fresh:
             run.last_step[key] = event.step
         run.tracker.log(fresh, step=event.step)
+        for key, value in fresh.items():
+            if isinstance(value, (int, float)):
+                run.latest[key] = float(value)
         if "loss" in fresh:
             run.loss = float(fresh["loss"])
-            run.step = event.step
         if run.first_eval_time is None and any(k.startswith("eval_") for k in fresh):
             run.first_eval_time = time.time()
 
+    def _release(self, worker: int, run: EngineRun) -> None:
+        self._inflight.pop(worker, None)
+        run.busy, run.worker, run.task_id = False, None, None
+        if worker not in self._idle and worker in self._ready:
+            self._idle.append(worker)
+
     def _chunk_done(self, event: ChunkDone) -> None:
         result = event.result
-        self._release(event.worker)
         run = self.by_id[result.run_id]
-        run.busy = False
-        run.chunks_done = result.chunk + 1
+        self._release(event.worker, run)
+        if run.status == DELETED:
+            return
+        before = run.chunks_done
+        run.next_step = result.end_step
         run.state_key = result.state_key
-        run.step = result.end_step
         run.timings.append(result.timings)
-        run.tracker.set_metadata("engine", {
-            "chunks_done": run.chunks_done, "num_chunks": run.num_chunks,
-            "state_key": run.state_key, "step": run.step,
-            "total_steps": run.spec.plan.total_steps})
-        if run.chunks_done >= run.num_chunks:
+        if self.checkpoints is not None:
+            self.checkpoints.prune(result.state_key)
+        run.tracker.set_metadata("engine", run.engine_state())
+        if run.chunks_done > before:
+            run.metric_at_chunk[run.chunks_done] = dict(run.latest)
+        if run.next_step >= run.spec.plan.total_steps:
             run.status = COMPLETED
             run.tracker.finish(status=COMPLETED)
+        self._settle(run)
+        if run.chunks_done > before:
+            self._ask_stopping_policy()
+
+    def _ask_stopping_policy(self) -> None:
+        if isinstance(self.stopping, NoStopping) or self.store is None:
+            return
+        metric = getattr(self.stopping, "metric", "")
+        progress = [RunProgress(r.index, r.spec.run_id, r.chunks_done, r.num_chunks,
+                                r.status in (PENDING, RUNNING) and not r.waiting_ops,
+                                {c: m[metric] for c, m in r.metric_at_chunk.items()
+                                 if metric in m})
+                    for r in self.runs]
+        for run_id, reason in self.stopping.decide(progress):
+            policy = type(self.stopping).__name__
+            self.store.add_op(self.project, "stop", run_id, {"reason": reason},
+                              f"policy:{policy}", policy)
+            self.by_id[run_id].tracker.alert("stopped by policy", reason, "info")
+        self._poll_ops(force=True)
 
     def _failed(self, event: TaskFailed) -> None:
-        self._release(event.worker)
         run = self.by_id[event.run_id]
-        run.busy = False
+        self._release(event.worker, run)
         self._fail_run(run, event.error, event.traceback)
+        self._settle(run)
 
     def _fail_run(self, run: EngineRun, error: str, trace: str) -> None:
+        if run.status == DELETED:
+            return
         run.status = FAILED
         run.tracker.alert("run failed", f"{error}\n\n{trace}".strip(), "error")
         run.tracker.finish(status=FAILED)
-
-    def _release(self, worker: int) -> None:
-        self._inflight.pop(worker, None)
-        if worker not in self._idle:
-            self._idle.append(worker)
 
     def _worker_died(self, worker: int) -> None:
         if worker in self._idle:
@@ -210,7 +413,7 @@ class Controller:
         lost = self._inflight.pop(worker, None)
         if lost is not None:
             task, run = lost
-            run.busy = False
+            run.busy, run.worker, run.task_id = False, None, None
             if task.attempt >= MAX_ATTEMPTS:
                 self._fail_run(run, f"worker died twice while training chunk {task.chunk}",
                                "the worker process exited unexpectedly (killed or crashed)")
@@ -218,4 +421,5 @@ class Controller:
                 run.tracker.alert(
                     "worker died", f"chunk {task.chunk} is retried from the last checkpoint",
                     "warn")
+            self._settle(run)
         self.executor.restart(worker)

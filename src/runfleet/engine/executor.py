@@ -9,6 +9,7 @@ mid-message can only break its own pipe, never a queue the others share.
 from __future__ import annotations
 
 import abc
+import contextlib
 import multiprocessing as mp
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -41,6 +42,10 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def submit(self, worker: int, task: ChunkTask) -> None:
         """Send a task to a worker."""
+
+    @abc.abstractmethod
+    def send(self, worker: int, message: Any) -> None:
+        """Send a control message (``StopTask``, ``DropRun``) to a worker."""
 
     @abc.abstractmethod
     def poll(self, timeout: float) -> list[Event]:
@@ -108,6 +113,12 @@ class LocalExecutor(Executor):
 
     def submit(self, worker: int, task: ChunkTask) -> None:
         self._tasks[worker].send_bytes(cloudpickle.dumps(task))
+
+    def send(self, worker: int, message: Any) -> None:
+        if worker in self._reported_dead or self._procs[worker] is None:
+            return
+        with contextlib.suppress(OSError, ValueError):  # dead: dead_workers() reports it
+            self._tasks[worker].send_bytes(cloudpickle.dumps(message))
 
     def poll(self, timeout: float) -> list[Event]:
         conns = [c for i, c in enumerate(self._events) if i not in self._reported_dead]

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import socket
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import cloudpickle
+import psutil
+
+from runfleet.engine.checkpoint import CheckpointStore
 from runfleet.engine.chunking import StepPlan
-from runfleet.engine.controller import Controller, EngineRun
+from runfleet.engine.controller import Controller, EngineRun, OpError
 from runfleet.engine.executor import Executor, LocalExecutor, WorkerSetup
-from runfleet.engine.policy import FairRoundRobin, SchedulingPolicy
+from runfleet.engine.ops import OpRejectedError, request_op, wait_op
+from runfleet.engine.policy import FairRoundRobin, SchedulingPolicy, StoppingPolicy
 from runfleet.engine.progress import ProgressTable
-from runfleet.engine.space import GridSearch, RandomSearch, SpaceError, flatten
+from runfleet.engine.space import GridSearch, RandomSearch, SpaceError, apply_changes, flatten
 from runfleet.engine.spec import RunSpec
 from runfleet.fit.configs import (
     ConfigError,
@@ -26,17 +33,44 @@ from runfleet.fit.configs import (
     TorchConfig,
 )
 from runfleet.home import Home
-from runfleet.store.base import PENDING
+from runfleet.store.base import OP_APPLIED, OP_REJECTED, PENDING, RUNNING, STOPPED, OpRecord
+from runfleet.tracking import homes
+from runfleet.tracking.names import new_run_id
 from runfleet.tracking.session import start_run
 
 if TYPE_CHECKING:
     import pandas as pd
 
 TRAINERS = ("sft", "dpo", "grpo", "torch")
+_STATE_FILE = "engine.pkl"  # what a new controller needs to resume (specs, factory, data)
+_LEASE_FILE = "controller.json"  # which process drives the experiment now
 _ARGS_FOR = {"sft": SFTConfig, "dpo": DPOConfig, "grpo": GRPOConfig}
 _LOWER_IS_BETTER = ("loss",)
 _NOT_METRICS = ("step", "epoch", "chunk")
 _NO_BEST = ("learning_rate", "grad_norm")
+
+
+@dataclasses.dataclass
+class _SavedRun:
+    run_id: str
+    name: str
+    spec: RunSpec
+    config: dict[str, Any]
+
+    @classmethod
+    def of(cls, run: EngineRun) -> _SavedRun:
+        return cls(run.spec.run_id, run.name, run.spec, run.config)
+
+
+@dataclasses.dataclass
+class _SavedExperiment:
+    setup: WorkerSetup
+    trainer: str
+    num_chunks: int
+    seed: int
+    policy: SchedulingPolicy | None
+    stopping: StoppingPolicy | None
+    runs: list[_SavedRun]
 
 
 class Experiment:
@@ -63,6 +97,7 @@ class Experiment:
         self.dir = self.home.root / "experiments" / name
         self.last_runs: list[EngineRun] = []
         self.last_controller: Controller | None = None
+        self._saved: _SavedExperiment | None = None
 
     @classmethod
     def attach(cls, name: str, dir: str | os.PathLike[str] | None = None) -> Experiment:
@@ -72,11 +107,15 @@ class Experiment:
             raise ValueError(f"no experiment {name!r} in {exp.home.root}")
         return exp
 
+    def __repr__(self) -> str:
+        return f"Experiment({self.name!r}, dir={str(self.home.root)!r})"
+
     # -- running --------------------------------------------------------------------------------
     def run_fit(self, space: Any, create_model_fn: Callable[..., Any], train_dataset: Any,
                 eval_dataset: Any = None, num_chunks: int = 4, seed: int = 42,
                 workers: int | None = None, progress: bool = True,
                 policy: SchedulingPolicy | None = None,
+                stopping: StoppingPolicy | None = None, resume: bool = False,
                 executor: Executor | None = None) -> pd.DataFrame:
         """Train every config of ``space`` at once, chunk by chunk; return :meth:`results`.
 
@@ -84,8 +123,16 @@ class Experiment:
         ``create_model_fn(config)`` gets the run's concrete config and returns
         ``(model, tokenizer)`` (HF trainers) or a model (``trainer="torch"``). Every config
         is validated, and the data split into ``num_chunks`` chunks per run, before any
-        training starts; errors name the run and the key.
+        training starts; errors name the run and the key. ``stopping`` stops runs early at
+        chunk boundaries (:mod:`runfleet.engine.stopping`). With ``resume=True`` an
+        experiment that was interrupted (even by ``kill -9``) continues where it stopped
+        instead of starting new runs (see :meth:`resume_all`).
+
+        While it runs, other processes can control it: ``Experiment.attach(name).stop(id)``,
+        ``runfleet stop ID``, or the dashboard's buttons.
         """
+        if resume and (self.dir / _STATE_FILE).exists():
+            return self.resume_all(workers=workers, progress=progress, executor=executor)
         trainer, configs = _expand(space)
         if num_chunks < 1:
             raise ValueError(f"num_chunks must be >= 1, got {num_chunks}")
@@ -111,29 +158,203 @@ class Experiment:
             spec = RunSpec(run_id=tracker.id, trainer=spec.trainer, config=spec.config,
                            plan=spec.plan, seed=spec.seed, eval_steps=spec.eval_steps)
             runs.append(EngineRun(index=i, spec=spec, name=name, config=flat, tracker=tracker))
-        self.last_runs = runs
-        devices = _devices(workers)
-        threads = _worker_threads(devices)
         setup = WorkerSetup(create_model_fn, train_dataset, eval_dataset,
-                            str(self.dir / "checkpoints"), threads)
+                            str(self.dir / "checkpoints"), None)
+        saved = _SavedExperiment(setup, trainer, num_chunks, seed, policy, stopping,
+                                 [_SavedRun.of(r) for r in runs])
+        return self._drive(saved, runs, workers, progress, executor)
+
+    def resume_all(self, workers: int | None = None, progress: bool = True,
+                   executor: Executor | None = None) -> pd.DataFrame:
+        """Continue every unfinished run from its last checkpoint (after a crash, a
+        ``kill -9`` of the controller, or runs left stopped), applying pending ops.
+
+        Nothing already logged is logged again: each run restarts from the step of its
+        last recorded checkpoint and steps already in the tracker are skipped.
+        """
+        path = self.dir / _STATE_FILE
+        if not path.exists():
+            raise ValueError(f"experiment {self.name!r} has nothing to resume ({path} is "
+                             f"missing); start it with run_fit")
+        saved: _SavedExperiment = cloudpickle.loads(path.read_bytes())
+        store = homes.get(self.home).store
+        runs: list[EngineRun] = []
+        for entry in saved.runs:
+            record = store.find_run(self.name, id=entry.run_id)
+            if record is None:
+                continue  # purged
+            engine = record.metadata.get("engine", {})
+            status = record.status
+            if status in (RUNNING, PENDING, "crashed"):
+                status = RUNNING if engine.get("step") else PENDING
+            tracker = start_run(self.name, id=entry.run_id, resume="must",
+                                dir=self.home.root, system_metrics=False, status=status)
+            run = EngineRun(index=len(runs), spec=entry.spec, name=entry.name,
+                            config=entry.config, tracker=tracker, status=status,
+                            next_step=int(engine.get("step", 0)),
+                            state_key=engine.get("state_key"))
+            if run.state_key and not self.checkpoints().exists(run.state_key):
+                run.next_step, run.state_key = 0, None  # never recorded on disk: start over
+            run.last_step = {k.key: k.step_max for k in store.keys(record.rid)}
+            runs.append(run)
+        return self._drive(saved, runs, workers, progress, executor)
+
+    def _drive(self, saved: _SavedExperiment, runs: list[EngineRun], workers: int | None,
+               progress: bool, executor: Executor | None) -> pd.DataFrame:
+        self.last_runs = runs
+        self._saved = saved
+        self._save_state()
+        devices = _devices(workers)
+        setup = dataclasses.replace(saved.setup, threads=_worker_threads(devices))
         executor = executor or LocalExecutor()
-        table = ProgressTable(f"{self.name}: {len(runs)} runs x {num_chunks} chunks on "
+        table = ProgressTable(f"{self.name}: {len(runs)} runs x {saved.num_chunks} chunks on "
                               f"{len(devices)} worker(s)", [r.config for r in runs],
                               enabled=progress)
-        executor.start(setup, devices)
-        controller = Controller(runs, executor, policy or FairRoundRobin(), table)
+        controller = Controller(
+            runs, executor, saved.policy or FairRoundRobin(), table, project=self.name,
+            store=homes.get(self.home).store, checkpoints=self.checkpoints(),
+            stopping=saved.stopping, clone_factory=self._clone)
         self.last_controller = controller
+        lease = self.dir / _LEASE_FILE
+        lease.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                     "started": time.time()}))
+        executor.start(setup, devices)
         try:
             controller.run()
         except KeyboardInterrupt:
             for r in runs:
-                if not r.terminal:
-                    r.status = "stopped"
-                    r.tracker.finish(status="stopped")
+                if not r.terminal and r.status != STOPPED:
+                    r.status = STOPPED
+                    r.tracker.set_status(STOPPED)
             raise
         finally:
             executor.shutdown()
+            lease.unlink(missing_ok=True)
+            for r in runs:
+                r.tracker._writer.flush()
         return self.results()
+
+    def _save_state(self) -> None:
+        assert self._saved is not None
+        tmp = self.dir / (_STATE_FILE + ".tmp")
+        tmp.write_bytes(cloudpickle.dumps(self._saved))
+        os.replace(tmp, self.dir / _STATE_FILE)
+
+    def checkpoints(self) -> CheckpointStore:
+        """The experiment's checkpoint store."""
+        return CheckpointStore(self.dir / "checkpoints")
+
+    def _clone(self, parent: EngineRun, op: OpRecord) -> EngineRun:
+        """Build a validated clone of ``parent`` for a clone op (raise OpError if invalid)."""
+        saved = self._saved
+        assert saved is not None
+        changes = dict(op.args.get("changes") or {})
+        warm = bool(op.args.get("warm_start", False))
+        try:
+            config = apply_changes(parent.spec.config, changes)
+        except SpaceError as exc:
+            raise OpError(str(exc)) from exc
+        try:
+            plan, eval_steps = _plan(saved.trainer, config, len(saved.setup.train_dataset),
+                                     saved.num_chunks, saved.seed)
+        except (ConfigError, SpaceError, ValueError) as exc:
+            raise OpError(str(exc)) from exc
+        flat = {"trainer": saved.trainer, **flatten(config)}
+        child_id = new_run_id()
+        warm_key = None
+        if warm:
+            if parent.state_key is None:
+                raise OpError(f"run {parent.name} has no checkpoint yet (no chunk finished):"
+                              f" clone it cold, or warm once a chunk is done")
+            changed = [k for k in flat if k.startswith("peft_config.")
+                       and flat.get(k) != parent.config.get(k)]
+            changed += [k for k in parent.config if k.startswith("peft_config.")
+                        and k not in flat]
+            if changed or ("model_name" in changes and changes["model_name"] !=
+                           parent.config.get("model_name")):
+                raise OpError("a warm clone needs the parent's model and adapter shapes; "
+                              f"changed: {', '.join(changed or ['model_name'])} (clone cold)")
+            warm_key = f"{child_id}/warm-start"
+            self.checkpoints().copy(parent.state_key, warm_key)
+        clones = sum(1 for r in saved.runs if r.name.startswith(parent.name + ".c"))
+        name = str(op.args.get("name") or f"{parent.name}.c{clones + 1}")
+        tracker = start_run(self.name, id=child_id, name=name, group=self.group or self.name,
+                            config={**flat, "num_chunks": saved.num_chunks, "seed": saved.seed,
+                                    "warm_start": warm},
+                            dir=self.home.root, system_metrics=False, status=PENDING,
+                            parent=parent.spec.run_id, parent_step=parent.next_step)
+        spec = RunSpec(run_id=child_id, trainer=saved.trainer, config=config, plan=plan,
+                       seed=saved.seed, eval_steps=eval_steps, warm_start=warm_key)
+        child = EngineRun(index=0, spec=spec, name=name, config=flat, tracker=tracker)
+        saved.runs.append(_SavedRun.of(child))
+        self._save_state()
+        return child
+
+    # -- control (any process) ------------------------------------------------------------------
+    def controller_alive(self) -> bool:
+        """Whether a controller is driving this experiment right now (on this host)."""
+        lease = self.dir / _LEASE_FILE
+        try:
+            info = json.loads(lease.read_text())
+        except (OSError, ValueError):
+            return False
+        return info.get("host") == socket.gethostname() and psutil.pid_exists(int(info["pid"]))
+
+    def _request(self, kind: str, run_id: str, args: dict[str, Any], wait: bool,
+                 timeout: float, source: str | None) -> OpRecord:
+        op = request_op(self.home, self.name, kind, run_id, args,
+                        source or ("python" if self.controller_alive() else "attach"))
+        if not wait or not self.controller_alive():
+            return op
+        op = wait_op(self.home, op.id, timeout)
+        if op.status == OP_REJECTED:
+            raise OpRejectedError(op)
+        return op
+
+    def stop(self, run_id: str, wait: bool = True, timeout: float = 30.0,
+             source: str | None = None) -> OpRecord:
+        """Stop a run (within one training step); its state is kept for :meth:`resume`.
+
+        Writes a ``stop`` op; with ``wait`` (and a controller running) returns once it is
+        applied, raising :class:`OpRejectedError` with the reason if it is rejected.
+        Without a running controller the op stays pending until one runs
+        (``run_fit(..., resume=True)`` or :meth:`resume_all`).
+        """
+        return self._request("stop", run_id, {}, wait, timeout, source)
+
+    def resume(self, run_id: str, wait: bool = True, timeout: float = 30.0,
+               source: str | None = None) -> OpRecord:
+        """Resume a stopped run exactly where it stopped (see :meth:`stop`)."""
+        return self._request("resume", run_id, {}, wait, timeout, source)
+
+    def delete(self, run_id: str, purge: bool = False, wait: bool = True,
+               timeout: float = 30.0, source: str | None = None) -> OpRecord:
+        """Delete a run: its state leaves memory and disk and it is hidden from listings.
+
+        Its tracking data is kept (``Api().runs(..., include_deleted=True)``) unless
+        ``purge``.
+        """
+        return self._request("delete", run_id, {"purge": purge}, wait, timeout, source)
+
+    def clone(self, run_id: str, changes: dict[str, Any] | None = None,
+              warm_start: bool = False, name: str | None = None, wait: bool = True,
+              timeout: float = 30.0, source: str | None = None) -> str | OpRecord:
+        """Clone a run with ``changes`` (``{"training_args.learning_rate": 2e-4}``).
+
+        The clone's config is validated before it is accepted. ``warm_start`` starts it
+        from the parent's latest weights and optimizer state (same model and adapter
+        shapes); otherwise it starts from scratch. Returns the new run's id once applied
+        (with ``wait``), else the pending op.
+        """
+        args: dict[str, Any] = {"changes": dict(changes or {}), "warm_start": warm_start}
+        if name:
+            args["name"] = name
+        op = self._request("clone", run_id, args, wait, timeout, source)
+        return str(op.result["run_id"]) if op.status == OP_APPLIED else op
+
+    def ops(self) -> list[OpRecord]:
+        """Every control op of the experiment, oldest first (the audit trail)."""
+        return homes.get(self.home).store.ops(self.name)
 
     def _write_meta(self, **fields: Any) -> None:
         path = self.dir / "experiment.json"

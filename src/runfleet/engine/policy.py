@@ -45,3 +45,36 @@ class FairRoundRobin(SchedulingPolicy):
             if best is None or (r.chunks_done, r.index) < (best.chunks_done, best.index):
                 best = r
         return best.run_id if best is not None else None
+
+
+@dataclass
+class RunProgress:
+    """What a stopping policy knows about a run: its metric at the end of each chunk."""
+
+    index: int
+    run_id: str
+    chunks_done: int
+    num_chunks: int
+    active: bool  # still training (not stopped, failed, completed or deleted)
+    metric_by_chunk: dict[int, float]  # chunks done -> metric value at that point
+
+
+class StoppingPolicy(abc.ABC):
+    """Decides, at chunk boundaries, which runs to stop early.
+
+    ``decide`` is called after every finished chunk with every run's progress and returns
+    ``(run_id, reason)`` pairs; the controller turns each into a ``stop`` op (so automatic
+    stops have the same audit trail as manual ones). It must not repeat a decision for a run
+    it already stopped (the controller passes ``active=False`` for those).
+    """
+
+    @abc.abstractmethod
+    def decide(self, runs: Sequence[RunProgress]) -> list[tuple[str, str]]:
+        """Runs to stop now, each with a human-readable reason."""
+
+
+class NoStopping(StoppingPolicy):
+    """Never stops a run (the default)."""
+
+    def decide(self, runs: Sequence[RunProgress]) -> list[tuple[str, str]]:
+        return []

@@ -216,3 +216,52 @@ class RandomSearch:
         """The sampled configs (the same ones for the same seed)."""
         rng = np.random.default_rng(self.seed)
         return [sample_tree(self.space, rng) for _ in range(self.num_runs)]
+
+
+def apply_changes(config: Any, changes: Mapping[str, Any]) -> Any:
+    """A copy of a concrete ``config`` with ``{"dotted.key": value}`` changes applied.
+
+    A key must name an existing field, or an argument the wrapped peft/trl class accepts;
+    anything else raises :class:`SpaceError` naming the key (with a suggestion). Values stay
+    as given; building the real objects later validates them.
+    """
+    for dotted_key, value in changes.items():
+        if isinstance(value, (List, Range)):
+            raise SpaceError(f"{dotted_key}: a clone takes one value, not a search space")
+        path = tuple(dotted_key.split("."))
+        config = _set_checked(config, path, value, dotted_key)
+    return config
+
+
+def _set_checked(node: Any, path: Path, value: Any, full: str) -> Any:
+    key = path[0]
+    children = dict(_children(node))
+    if isinstance(node, FitConfig):
+        known = _accepted(node)
+        if key not in known:
+            import difflib
+
+            hint = difflib.get_close_matches(key, sorted(known), n=1)
+            raise SpaceError(f"unknown config key {full!r}" +
+                             (f" (did you mean {hint[0]!r}?)" if hint else ""))
+    elif key not in children:
+        hint = [k for k in children if isinstance(k, str) and k.lower() == str(key).lower()]
+        options = ", ".join(str(k) for k in children if children[k] is not None)
+        raise SpaceError(f"unknown config key {full!r}" +
+                         (f" (did you mean {hint[0]!r}?)" if hint else f"; known: {options}"))
+    if len(path) == 1:
+        return _replace(node, key, value)
+    child = children.get(key)
+    if child is None:
+        raise SpaceError(f"unknown config key {full!r}: {key!r} is not set")
+    return _replace(node, key, _set_checked(child, path[1:], value, full))
+
+
+def _accepted(node: FitConfig) -> set[str]:
+    import dataclasses
+    import inspect
+
+    cls = node.real_class()
+    if dataclasses.is_dataclass(cls):
+        return {f.name for f in dataclasses.fields(cls) if f.init}
+    return set(inspect.signature(cls).parameters)

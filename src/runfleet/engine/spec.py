@@ -42,7 +42,7 @@ class ChunkTask:
 
 @dataclass
 class ChunkResult:
-    """What a worker reports when a chunk is done."""
+    """What a worker reports when a chunk is done (or stopped early at ``end_step``)."""
 
     task_id: int
     run_id: str
@@ -50,3 +50,18 @@ class ChunkResult:
     end_step: int
     state_key: str
     timings: dict[str, float] = field(default_factory=dict)
+    stopped: bool = False
+
+
+@dataclass(frozen=True)
+class StopTask:
+    """Controller to worker: end task ``task_id`` after the current step and save state."""
+
+    task_id: int
+
+
+@dataclass(frozen=True)
+class DropRun:
+    """Controller to worker: forget everything cached for a deleted run."""
+
+    run_id: str

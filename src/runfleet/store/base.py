@@ -196,6 +196,28 @@ class RunState:
     updated: float
 
 
+OP_KINDS = ("stop", "resume", "delete", "clone")
+OP_PENDING, OP_APPLIED, OP_REJECTED = "pending", "applied", "rejected"
+
+
+@dataclass
+class OpRecord:
+    """A control request on a run, with where it came from and what became of it."""
+
+    id: int
+    project: str
+    kind: str
+    run: str | None
+    args: dict[str, Any]
+    source: str
+    actor: str | None
+    status: str
+    reason: str | None
+    result: dict[str, Any]
+    created: float
+    applied: float | None
+
+
 class Store(abc.ABC):
     """Storage for projects, runs, metric series, media rows and alerts.
 
@@ -274,6 +296,30 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def alerts(self, rid: int) -> list[AlertRow]:
         """Alerts of a run, oldest first."""
+
+    # -- control ops -----------------------------------------------------------------------
+    @abc.abstractmethod
+    def add_op(self, project: str, kind: str, run: str | None, args: dict[str, Any],
+               source: str, actor: str | None = None) -> OpRecord:
+        """Record a pending control op (``kind`` in :data:`OP_KINDS`)."""
+
+    @abc.abstractmethod
+    def ops(self, project: str, status: str | None = None, after: int = 0,
+            run: str | None = None) -> list[OpRecord]:
+        """Ops of a project with id > ``after``, oldest first (optionally by status/run)."""
+
+    @abc.abstractmethod
+    def get_op(self, op_id: int) -> OpRecord:
+        """One op by id; ``KeyError`` if absent."""
+
+    @abc.abstractmethod
+    def finish_op(self, op_id: int, status: str, reason: str | None = None,
+                  result: dict[str, Any] | None = None) -> None:
+        """Mark an op applied or rejected (with the reason)."""
+
+    @abc.abstractmethod
+    def purge_run(self, rid: int) -> None:
+        """Delete a run and all its tracking data (points, media rows, alerts)."""
 
     @abc.abstractmethod
     def is_replayed(self, spill_name: str) -> bool:

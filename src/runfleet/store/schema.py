@@ -111,8 +111,19 @@ def _migrate_to_2(conn: sqlite3.Connection) -> None:
                  " DELETE FROM segment_summaries WHERE segment = old.id; END")
 
 
+def _migrate_to_3(conn: sqlite3.Connection) -> None:
+    # Control ops (stop, resume, delete, clone) as rows: an audit trail that outlives the
+    # controller, applied in id order, each ending applied or rejected with a reason.
+    conn.execute("CREATE TABLE ops (id INTEGER PRIMARY KEY, project TEXT NOT NULL,"
+                 " kind TEXT NOT NULL, run TEXT, args TEXT NOT NULL DEFAULT '{}',"
+                 " source TEXT NOT NULL, actor TEXT, status TEXT NOT NULL, reason TEXT,"
+                 " result TEXT NOT NULL DEFAULT '{}', created REAL NOT NULL, applied REAL)")
+    conn.execute("CREATE INDEX ops_by_project ON ops (project, status, id)")
+
+
 # Index i holds the step from version i to version i + 1.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_to_1, _migrate_to_2]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_to_1, _migrate_to_2,
+                                                          _migrate_to_3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

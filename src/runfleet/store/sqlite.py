@@ -18,12 +18,17 @@ import numpy.typing as npt
 from runfleet.errors import RunNotFoundError, StoreError
 from runfleet.store import codec
 from runfleet.store.base import (
+    OP_APPLIED,
+    OP_KINDS,
+    OP_PENDING,
+    OP_REJECTED,
     RUNNING,
     AlertRow,
     BlockedSeries,
     Blocks,
     KeyInfo,
     MediaRow,
+    OpRecord,
     ProjectRecord,
     RunRecord,
     RunState,
@@ -49,6 +54,8 @@ _RUN_COLUMNS = {
     "status", "config", "summary", "tags", "notes", "grp", "metadata", "heartbeat",
     "finished", "name", "parent", "parent_step", "updated",
 }
+_OP_SELECT = ("SELECT id, project, kind, run, args, source, actor, status, reason, result,"
+              " created, applied FROM ops")
 _RUN_SELECT = (
     "SELECT r.rid, p.name, r.id, r.name, r.grp, r.status, r.config, r.summary, r.tags, "
     "r.notes, r.parent, r.parent_step, r.metadata, r.created, r.updated, r.heartbeat, "
@@ -63,6 +70,12 @@ def _dumps(obj: Any) -> str:
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
     msg = str(exc).lower()
     return "locked" in msg or "busy" in msg
+
+
+def _op_from_row(row: tuple[Any, ...]) -> OpRecord:
+    return OpRecord(id=row[0], project=row[1], kind=row[2], run=row[3], args=json.loads(row[4]),
+                    source=row[5], actor=row[6], status=row[7], reason=row[8],
+                    result=json.loads(row[9]), created=row[10], applied=row[11])
 
 
 def _run_from_row(row: tuple[Any, ...]) -> RunRecord:
@@ -515,6 +528,65 @@ class SQLiteStore(Store):
                 " ORDER BY time, id", (rid,)).fetchall()
         return [AlertRow(run=r[0], title=r[1], text=r[2], level=r[3], step=r[4], time=r[5])
                 for r in rows]
+
+    # -- control ops -------------------------------------------------------------------------
+    def add_op(self, project: str, kind: str, run: str | None, args: dict[str, Any],
+               source: str, actor: str | None = None) -> OpRecord:
+        """See :meth:`Store.add_op`."""
+        if kind not in OP_KINDS:
+            raise ValueError(f"unknown op {kind!r}; use one of {', '.join(OP_KINDS)}")
+
+        def body() -> int:
+            cur = self._conn.execute(
+                "INSERT INTO ops (project, kind, run, args, source, actor, status, created)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (project, kind, run, _dumps(args), source, actor, OP_PENDING, time.time()))
+            return int(cur.lastrowid or 0)
+
+        return self.get_op(self._run_in_transaction(body))
+
+    def ops(self, project: str, status: str | None = None, after: int = 0,
+            run: str | None = None) -> list[OpRecord]:
+        """See :meth:`Store.ops`."""
+        sql = _OP_SELECT + " WHERE project = ? AND id > ?"
+        args: list[Any] = [project, after]
+        if status is not None:
+            sql += " AND status = ?"
+            args.append(status)
+        if run is not None:
+            sql += " AND run = ?"
+            args.append(run)
+        with self.lock:
+            rows = self._conn.execute(sql + " ORDER BY id", args).fetchall()
+        return [_op_from_row(r) for r in rows]
+
+    def get_op(self, op_id: int) -> OpRecord:
+        """See :meth:`Store.get_op`."""
+        with self.lock:
+            row = self._conn.execute(_OP_SELECT + " WHERE id = ?", (op_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no op {op_id}")
+        return _op_from_row(row)
+
+    def finish_op(self, op_id: int, status: str, reason: str | None = None,
+                  result: dict[str, Any] | None = None) -> None:
+        """See :meth:`Store.finish_op`."""
+        if status not in (OP_APPLIED, OP_REJECTED):
+            raise ValueError(f"an op ends applied or rejected, not {status!r}")
+        self._run_in_transaction(lambda: self._conn.execute(
+            "UPDATE ops SET status = ?, reason = ?, result = ?, applied = ? WHERE id = ?",
+            (status, reason, _dumps(result or {}), time.time(), op_id)))
+
+    def purge_run(self, rid: int) -> None:
+        """See :meth:`Store.purge_run`."""
+
+        def body() -> None:
+            for table, column in (("segments", "run"), ("media", "run"), ("alerts", "run"),
+                                  ("runs", "rid")):
+                self._conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (rid,))
+
+        self._run_in_transaction(body)
+        self._open = {k: v for k, v in self._open.items() if k[0] != rid}
 
     def is_replayed(self, spill_name: str) -> bool:
         """See :meth:`Store.is_replayed`."""
