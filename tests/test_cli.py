@@ -18,7 +18,6 @@ from runfleet.tracking import homes
 
 SUBCOMMANDS = ["runs", "export", "import", "import trackio", "import csv", "show", "demo",
                "stop", "resume", "delete", "clone"]
-UNAVAILABLE = [["stop", "abc"], ["resume", "abc"], ["delete", "abc"], ["clone", "abc"]]
 
 
 @pytest.fixture(autouse=True)
@@ -164,11 +163,25 @@ def test_corrupt_home_database_fails_with_store_error(tmp_path):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("args", UNAVAILABLE)
-def test_unavailable_commands(args, capsys):
-    assert main(args) == 2
-    err = capsys.readouterr().err
-    assert "not available yet in this version" in err and args[0] in err
+def test_control_verbs_write_ops_and_explain_without_a_controller(home, capsys):
+    from runfleet.store.base import OP_PENDING
+    from runfleet.tracking.homes import get
+    from runfleet.home import Home
+
+    runs = runfleet.Api(home).runs("sweep")
+    rid = runs[0].id
+    assert main(["stop", rid, "--dir", str(home)]) == 0
+    assert "pending: no controller is running experiment 'sweep'" in capsys.readouterr().out
+    assert main(["clone", rid, "--dir", str(home), "--set", "lr=0.5", "--set",
+                 "tags=[1, 2]", "--warm"]) == 0
+    ops = get(Home.resolve(home)).store.ops("sweep")
+    assert [(o.kind, o.run, o.source, o.status) for o in ops] == [
+        ("stop", rid, "cli", OP_PENDING), ("clone", rid, "cli", OP_PENDING)]
+    assert ops[1].args == {"changes": {"lr": 0.5, "tags": [1, 2]}, "warm_start": True}
+    assert main(["stop", "no-such-run", "--dir", str(home)]) == 2
+    assert "no run 'no-such-run'" in capsys.readouterr().err
+    assert main(["clone", rid, "--dir", str(home), "--set", "oops"]) == 2
+    assert "--set needs KEY=VALUE" in capsys.readouterr().err
 
 
 def test_usage_errors(home, capsys):

@@ -30,11 +30,11 @@ NON_FINITE_NOTE = ("NaN and infinite numbers, which JSON cannot hold, are writte
 _FILTER_RE = re.compile(r"^(?P<field>[^=!<>~]+?)\s*(?P<op>!=|>=|<=|=|>|<|~)(?P<value>.*)$")
 _FILTER_OPS = {"=": "$eq", "!=": "$ne", ">": "$gt", ">=": "$gte", "<": "$lt", "<=": "$lte",
                "~": "$regex"}
-_UNAVAILABLE = {
-    "stop": ("ask the engine to stop a run", "run control (stop)"),
-    "resume": ("ask the engine to resume a stopped run", "run control (resume)"),
-    "delete": ("mark a run deleted", "run control (delete)"),
-    "clone": ("clone a run with config changes", "run control (clone)"),
+_CONTROL = {
+    "stop": "stop a running run of an experiment (its state is kept; resume it later)",
+    "resume": "resume a stopped run exactly where it stopped",
+    "delete": "delete a run: its state leaves memory and disk, it is hidden from listings",
+    "clone": "clone a run with config changes, from scratch or warm from its latest state",
 }
 
 
@@ -67,8 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_import(sub, common)
     _add_show(sub, common)
     _add_demo(sub, common)
-    for name, (what, _) in _UNAVAILABLE.items():
-        _add_unavailable(sub, common, name, what)
+    for name, what in _CONTROL.items():
+        _add_control(sub, common, name, what)
     return parser
 
 
@@ -201,17 +201,92 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK if (results["status"] == "completed").all() else EXIT_FAILURE
 
 
-def _add_unavailable(sub: Any, common: argparse.ArgumentParser, name: str, what: str) -> None:
-    p = sub.add_parser(name, parents=[common], help=f"{what} (not available yet)",
-                       description=f"{what[0].upper()}{what[1:]}. Not available yet in this "
-                       f"version of runfleet.")
-    p.add_argument("run", metavar="RUN_ID", help="the run")
-    p.add_argument("--project", "-p", help="the run's project")
+def _add_control(sub: Any, common: argparse.ArgumentParser, name: str, what: str) -> None:
+    p = sub.add_parser(
+        name, parents=[common], help=what,
+        description=f"{what[0].upper()}{what[1:]}. The request is written to the store as an "
+        "op; the experiment's controller applies it (a stop within one training step) and "
+        "this command waits for the outcome: applied, or rejected with the reason (exit 1). "
+        "With no controller running, the op stays pending until the experiment resumes.")
+    p.add_argument("run", metavar="RUN", help="run id (or name, with --project)")
+    p.add_argument("--project", "-p", help="the run's experiment (default: found by id)")
+    p.add_argument("--timeout", type=float, default=30.0,
+                   help="seconds to wait for the controller (default 30)")
+    if name == "delete":
+        p.add_argument("--purge", action="store_true",
+                       help="also delete the run's tracking data (metrics, media, alerts)")
     if name == "clone":
         p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
-                       help="config change for the clone; repeatable")
-        p.add_argument("--warm", action="store_true", help="start from the parent's state")
-    p.set_defaults(func=lambda args: _cmd_unavailable(name))
+                       help="config change, e.g. training_args.learning_rate=2e-4 (values "
+                       "are read as JSON when they parse, else as text); repeatable")
+        p.add_argument("--warm", action="store_true",
+                       help="start from the parent's latest weights and optimizer state")
+        p.add_argument("--name", help="the clone's name (default: <parent>.c<n>)")
+    p.set_defaults(func=lambda args: _cmd_control(name, args))
+
+
+def _cmd_control(kind: str, args: argparse.Namespace) -> int:
+    from runfleet.api import Api
+    from runfleet.engine.experiment import Experiment
+    from runfleet.engine.ops import request_op, wait_op
+
+    home = _home(args, must_exist=True)
+    with Api(home.root) as api:
+        projects = [args.project] if args.project else list(api.projects())
+        if args.project:
+            _check_project(list(api.projects()), args.project, home)
+        matches = [r for p in projects for r in api.runs(p, include_deleted=True)
+                   if r.id == args.run or (args.project and r.name == args.run)]
+    if not matches:
+        raise CliError(f"no run {args.run!r} in {home.root}"
+                       + (f" (project {args.project!r})" if args.project else ""))
+    if len(matches) > 1:
+        raise CliError(f"{args.run!r} names {len(matches)} runs; pass the run id")
+    run = matches[0]
+    op_args: dict[str, Any] = {}
+    if kind == "delete":
+        op_args["purge"] = bool(args.purge)
+    if kind == "clone":
+        op_args = {"changes": _parse_sets(args.set), "warm_start": bool(args.warm)}
+        if args.name:
+            op_args["name"] = args.name
+    try:
+        op = request_op(home, run.project, kind, run.id, op_args, source="cli")
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    exp = Experiment(run.project, dir=home.root)
+    if not exp.controller_alive():
+        print(f"op {op.id}: {kind} {run.id} is pending: no controller is running experiment "
+              f"{run.project!r}; it applies when the experiment resumes "
+              f"(run_fit(..., resume=True) or Experiment.attach(...).resume_all())")
+        return EXIT_OK
+    op = wait_op(home, op.id, args.timeout)
+    if op.status == "applied":
+        extra = f" -> new run {op.result['run_id']} ({op.result.get('name')})" \
+            if kind == "clone" else ""
+        print(f"op {op.id}: {kind} {run.id} applied{extra}")
+        return EXIT_OK
+    if op.status == "rejected":
+        print(f"runfleet: error: op {op.id}: {kind} {run.id} rejected: {op.reason}",
+              file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"op {op.id}: {kind} {run.id} still pending after {args.timeout:g} s",
+          file=sys.stderr)
+    return EXIT_FAILURE
+
+
+def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"--set needs KEY=VALUE, got {item!r}")
+        try:
+            value: Any = json.loads(text)
+        except ValueError:
+            value = text
+        changes[key.strip()] = value
+    return changes
 
 
 # -- entry point -----------------------------------------------------------------------------
@@ -255,13 +330,6 @@ def _fail(message: str, code: int) -> int:
 
 def _missing_subcommand(parser: argparse.ArgumentParser) -> int:
     parser.print_help(sys.stderr)
-    return EXIT_USAGE
-
-
-def _cmd_unavailable(name: str) -> int:
-    feature = _UNAVAILABLE[name][1]
-    print(f"runfleet: not available yet in this version: 'runfleet {name}' ({feature})",
-          file=sys.stderr)
     return EXIT_USAGE
 
 
