@@ -164,9 +164,9 @@ def test_corrupt_home_database_fails_with_store_error(tmp_path):
 
 
 def test_control_verbs_write_ops_and_explain_without_a_controller(home, capsys):
+    from runfleet.home import Home
     from runfleet.store.base import OP_PENDING
     from runfleet.tracking.homes import get
-    from runfleet.home import Home
 
     runs = runfleet.Api(home).runs("sweep")
     rid = runs[0].id

@@ -49,7 +49,7 @@ import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -68,7 +68,6 @@ from runfleet.backends.base import (
 from runfleet.backends.optim import clip_and_step, make_optimizer, make_scheduler
 from runfleet.engine.spec import RunSpec
 
-ADAPTER = "default"  # one adapter on the base at a time, so one name keeps states portable
 MAX_EVAL_GENERATIONS = 16  # eval prompts generated for compute_metrics / GRPO eval_reward
 DEFAULT_MAX_NEW_TOKENS = 32
 _UNUSED_OUTPUT_DIR = os.path.join(tempfile.gettempdir(), "runfleet-unused")
@@ -82,11 +81,38 @@ class DatasetFormatError(ValueError):
 
 # -- the shared base model ----------------------------------------------------------------
 @dataclass
+class AdapterSlot:
+    """One LoRA structure resident on the shared base: an adapter that the runs with this
+    structure take turns in. Swapping a run in copies its saved tensors into the slot; a
+    fresh run re-initialises the slot in place (PEFT's adapter injection costs far more
+    than a chunk's swap may)."""
+
+    name: str  # the PEFT adapter name
+    init: Any  # the config's ``init_lora_weights``
+    tensors: dict[str, torch.Tensor]  # saved-state key (no adapter name) -> the slot's tensor
+    params: list[torch.Tensor]  # trainable while active, in module order (optimizer order)
+    layers: list[Any]  # the LoRA layers holding the slot, in module order
+    resettable: bool  # fresh init by ``reset_lora_parameters``, else by creating it again
+
+    def reinitialise(self, seed: int) -> None:
+        """Seed, then initialise every LoRA layer of the slot in module order, as PEFT does
+        when it creates the adapter: the same weights whether the slot is new or reused."""
+        seed_everything(seed)
+        with torch.no_grad():
+            for layer in self.layers:
+                layer.reset_lora_parameters(self.name, self.init)
+
+
+@dataclass
 class SharedBase:
     """A base model loaded once per worker per model name, shared by the runs on it.
 
     ``pristine`` is a CPU copy of the base weights, taken before the first full fine-tuning
     run writes its own weights into the module (``dirty``); LoRA runs put it back first.
+    LoRA runs stay on the module between runs as adapter slots (``peft`` wraps ``model``
+    while there are any), one per distinct LoRA structure; full fine-tuning, and the
+    references computed from the base, remove them first (:meth:`drop_adapters`).
+    Invariant: while there are slots, the base weights are pristine.
     """
 
     model: Any
@@ -95,8 +121,10 @@ class SharedBase:
     eos_id: int
     pristine: dict[str, torch.Tensor] | None = None
     dirty: bool = False
-    adapted: Any = None  # the PeftModel wrapping ``model`` while a LoRA run is open
     reference: Any = None  # frozen pristine copy (GRPO full fine-tuning with a KL term)
+    peft: Any = None  # the PeftModel wrapping ``model`` while it holds adapter slots
+    slots: dict[str, AdapterSlot] = field(default_factory=dict)  # by structure, LRU first
+    slots_made: int = 0
 
     def ensure_pristine_copy(self) -> None:
         """Keep a CPU copy of the base weights before anything overwrites them."""
@@ -110,9 +138,183 @@ class SharedBase:
             self.model.load_state_dict(self.pristine)
             self.dirty = False
 
+    def drop_adapters(self) -> None:
+        """Remove every adapter slot: ``model`` is the plain base model again."""
+        if self.peft is not None:
+            self.peft.unload()
+            self.peft = None
+            self.slots.clear()
+
+    def lora_slot(self, cfg: Any, seed: int | None) -> AdapterSlot:
+        """The active adapter slot for the built ``peft.LoraConfig`` ``cfg``, created on
+        first use; re-initialised from ``seed`` for a fresh run (None: the caller loads
+        saved tensors into it). Only the slot's parameters are trainable afterwards."""
+        self.restore_pristine()
+        key = slot_key(cfg)
+        slot = self.slots.pop(key, None)
+        if slot is not None and seed is not None and not slot.resettable:
+            self._delete(slot)  # its creation is its initialisation: create it again
+            slot = None
+        if slot is None:
+            if len(self.slots) >= MAX_ADAPTER_SLOTS:
+                self._delete(self.slots.pop(next(iter(self.slots))))  # least recently used
+            if seed is not None:
+                seed_everything(seed)  # creation draws random numbers
+            slot = self._create(cfg)
+        self.slots[key] = slot  # most recently used last
+        if not self._only_trainable(slot):
+            self.peft.set_adapter(slot.name)
+            if not self._only_trainable(slot):
+                raise RuntimeError(f"PEFT left parameters outside adapter {slot.name} "
+                                   "trainable; the run would train the shared base")
+        if seed is not None and slot.resettable:
+            slot.reinitialise(seed)
+        for param in slot.params:  # a run that failed mid-step leaves its gradients
+            param.grad = None
+        return slot
+
+    def _only_trainable(self, slot: AdapterSlot) -> bool:
+        trainable = [p for p in self.peft.parameters() if p.requires_grad]
+        return len(trainable) == len(slot.params) and all(
+            a is b for a, b in zip(trainable, slot.params))
+
+    def _create(self, cfg: Any) -> AdapterSlot:
+        import peft
+        from peft.tuners.lora import LoraLayer
+
+        # no adapter name may be a substring of another (PEFT strips ".<name>" from keys)
+        name = f"slot{self.slots_made}_"
+        self.slots_made += 1
+        cfg = copy.deepcopy(cfg)  # PEFT keeps the config and fills in fields
+        try:
+            with quiet_deprecations():
+                if self.peft is None:
+                    self.peft = peft.get_peft_model(self.model, cfg, adapter_name=name)
+                else:
+                    self.peft.add_adapter(name, cfg)
+                    self.peft.set_adapter(name)
+        except Exception:
+            self.drop_adapters()  # PEFT may have injected part of it
+            raise
+        by_key = peft.get_peft_model_state_dict(
+            self.peft, state_dict=self.peft.state_dict(keep_vars=True), adapter_name=name,
+            save_embedding_layers=False)
+        tensors: dict[str, torch.Tensor] = dict(by_key)
+        params = [p for p in self.peft.parameters() if p.requires_grad]
+        layers = [m for m in self.peft.modules() if isinstance(m, LoraLayer)
+                  and (name in m.lora_A or name in m.lora_embedding_A)]
+        saved = {id(t) for t in tensors.values()}
+        if not all(id(p) in saved for p in params):
+            self.drop_adapters()
+            raise ValueError(f"{_describe(cfg)} trains parameters that PEFT does not save "
+                             "with the adapter, so runs could not be swapped exactly")
+        init = cfg.init_lora_weights
+        plain_lora = all(".lora_A." in k or ".lora_B." in k or ".lora_embedding_" in k
+                         for k in tensors)
+        resettable = (plain_lora and len(saved) == len(params)
+                      and (init is True or (isinstance(init, str) and init.lower() == "gaussian"))
+                      and not any(name in getattr(m, "lora_variant", {}) for m in layers))
+        return AdapterSlot(name, init, tensors, params, layers, resettable)
+
+    def _delete(self, slot: AdapterSlot) -> None:
+        if self.slots:
+            self.peft.delete_adapter(slot.name)
+        else:
+            self.drop_adapters()
+
+
+MAX_ADAPTER_SLOTS = 8  # distinct LoRA structures kept on one base (adapter memory is small)
+
+# Inits that rewrite the base weights (PiSSA and kin subtract the adapter from them, LoftQ
+# quantises them): the base is shared by every run on the worker, so they cannot be used.
+_BASE_REWRITING_INITS = ("pissa", "corda", "olora", "loftq", "lora_ga")
+
+
+def check_lora_config(cfg: Any) -> None:
+    """Refuse LoRA options that would change the shared base model for the other runs."""
+    init = cfg.init_lora_weights
+    if isinstance(init, str) and init.lower().startswith(_BASE_REWRITING_INITS):
+        raise ValueError(f"LoraConfig(init_lora_weights={init!r}) rewrites the base model's "
+                         "weights, which runfleet shares between runs; use True or 'gaussian'")
+    if cfg.bias != "none":
+        raise ValueError(f"LoraConfig(bias={cfg.bias!r}) trains the base model's biases, which "
+                         "runfleet shares between runs; use bias='none' (or lora_bias=True)")
+    if cfg.layer_replication:
+        raise ValueError("LoraConfig(layer_replication=...) changes the base model's layers, "
+                         "which runfleet shares between runs")
+
+
+def slot_key(cfg: Any) -> str:
+    """The LoRA structure of a built ``peft.LoraConfig``: runs with equal keys can share an
+    adapter slot. Every field counts except those PEFT fills in from the base model."""
+    fields = {k: v for k, v in cfg.to_dict().items()
+              if k not in ("base_model_name_or_path", "revision")}
+    return _canonical(fields)
+
+
+def _canonical(value: Any) -> str:
+    if isinstance(value, dict):
+        items = sorted((str(k), _canonical(v)) for k, v in value.items())
+        return "{" + ", ".join(f"{k}: {v}" for k, v in items) + "}"
+    if isinstance(value, (set, frozenset)):
+        return "{" + ", ".join(sorted(_canonical(v) for v in value)) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_canonical(v) for v in value) + "]"
+    return repr(getattr(value, "value", value))  # enums by value
+
+
+def _describe(cfg: Any) -> str:
+    return f"LoraConfig(r={cfg.r}, target_modules={cfg.target_modules!r})"
+
+
+def load_adapter(slot: AdapterSlot, weights: dict[str, torch.Tensor], *, warm_start: bool,
+                 run_id: str) -> None:
+    """Copy saved adapter tensors into ``slot`` in place; raise ValueError naming what
+    does not fit (keys or shapes) before changing anything."""
+    missing = [k for k in slot.tensors if k not in weights]
+    unexpected = [k for k in weights if k not in slot.tensors]
+    shapes = [f"{_short_key(k)} is {list(weights[k].shape)} there, {list(t.shape)} here"
+              for k, t in slot.tensors.items() if k in weights and weights[k].shape != t.shape]
+    if missing or unexpected or shapes:
+        problems = shapes[:2] + [f"{what} {[_short_key(k) for k in keys[:3]]}"
+                                 for what, keys in (("missing", missing),
+                                                    ("unexpected", unexpected)) if keys]
+        detail = "; ".join(problems) + (f" (and {len(shapes) - 2} more shapes)"
+                                        if len(shapes) > 2 else "")
+        if warm_start:
+            raise ValueError(f"warm start needs the parent's adapter shapes: {detail} "
+                             f"(run {run_id}; clone it cold to change the adapter)")
+        raise ValueError(f"run {run_id}: saved adapter does not fit the model: {detail}")
+    with torch.no_grad():
+        for key, tensor in slot.tensors.items():
+            tensor.copy_(weights[key])
+
+
+def _short_key(key: str) -> str:
+    return key.removeprefix("base_model.model.")
+
+
+def load_optimizer_state(optimizer: Any, saved: dict[str, Any], warm_start: bool) -> None:
+    """Restore an optimizer's state from a copy of ``saved`` (the optimizer would keep the
+    given tensors and update them in place, changing the caller's state, e.g. the worker's
+    host RAM cache of checkpoints). A warm start keeps the per-parameter state (moments,
+    step counts) but this run's own hyperparameters and learning rate."""
+    saved = cpu_copy(saved)
+    if warm_start:
+        own = optimizer.state_dict()["param_groups"]
+        theirs = [len(g["params"]) for g in saved["param_groups"]]
+        ours = [len(g["params"]) for g in own]
+        if theirs != ours:
+            raise ValueError(f"warm start needs the parent's parameters: its optimizer has "
+                             f"{theirs} parameters per group, this run {ours}")
+        saved["param_groups"] = own
+    optimizer.load_state_dict(saved)
+
 
 def shared_base(resources: WorkerResources, config: Any) -> SharedBase:
-    """The worker's base model for ``config.model_name``, loading it on first use."""
+    """The worker's base model for ``config.model_name``, loading it on first use. For full
+    fine-tuning the module comes without adapter slots: the run and the references
+    computed from the base (DPO, GRPO) need the plain model."""
     key = ("hf.base", config["model_name"])
     base: SharedBase | None = resources.cache.get(key)
     if base is None:
@@ -124,9 +326,8 @@ def shared_base(resources: WorkerResources, config: Any) -> SharedBase:
                           pad_id=tokenizer.eos_token_id if pad is None else pad,
                           eos_id=tokenizer.eos_token_id)
         resources.cache[key] = base
-    if base.adapted is not None:  # a run failed without close(): drop its adapter
-        base.adapted.unload()
-        base.adapted = None
+    if config["peft_config"] is None:
+        base.drop_adapters()
     return base
 
 
@@ -153,37 +354,35 @@ def quiet_deprecations() -> Iterator[None]:
 
 
 class RunModel:
-    """One run on the shared base: its LoRA adapter (or its full weights in the module),
-    optimizer over the trainable parameters in module order, and LR schedule."""
+    """One run on the shared base: its LoRA adapter slot (or its full weights in the
+    module), optimizer over the trainable parameters in module order, and LR schedule.
+
+    ``state`` is None for a fresh run, a saved state to resume, or a parent's state with
+    ``"warm_start": True`` (a warm clone): then the run starts from the parent's weights and
+    optimizer state with its own fresh LR schedule and RNG seeded from ``spec.seed``.
+    """
 
     def __init__(self, spec: RunSpec, args: Any, base: SharedBase,
                  state: dict[str, Any] | None) -> None:
         lora = spec.config["peft_config"]
         self.base, self.args = base, args
         self.is_lora = lora is not None
+        warm = bool(state is not None and state.get("warm_start"))
         kind = "lora" if self.is_lora else "full"
         if state is not None and state["kind"] != kind:
-            raise ValueError(f"run {spec.run_id}: saved state is {state['kind']} weights, "
+            whose = "the parent's" if warm else "saved"
+            raise ValueError(f"run {spec.run_id}: {whose} state is {state['kind']} weights, "
                              f"but the config asks for {kind} fine-tuning")
         if self.is_lora:
-            import peft
-
-            base.restore_pristine()
-            if state is None:
-                seed_everything(spec.seed)  # adapter init draws random numbers
             cfg = lora.build() if hasattr(lora, "build") else lora
-            with quiet_deprecations():
-                self.model = peft.get_peft_model(base.model, cfg, adapter_name=ADAPTER)
-            base.adapted = self.model
+            check_lora_config(cfg)
+            self.slot = base.lora_slot(cfg, seed=spec.seed if state is None else None)
             if state is not None:
-                loaded: Any = peft.set_peft_model_state_dict(
-                    self.model, state["weights"], adapter_name=ADAPTER)
-                missing = [k for k in loaded.missing_keys if ".lora_" in k]
-                if missing or loaded.unexpected_keys:
-                    raise ValueError(f"run {spec.run_id}: saved adapter does not fit the "
-                                     f"model (missing {missing[:3]}, unexpected "
-                                     f"{loaded.unexpected_keys[:3]})")
+                load_adapter(self.slot, state["weights"], warm_start=warm, run_id=spec.run_id)
+            self.model = base.peft
+            self.params = self.slot.params
         else:
+            base.drop_adapters()
             base.ensure_pristine_copy()
             if state is not None:
                 base.model.load_state_dict(state["weights"])
@@ -193,13 +392,14 @@ class RunModel:
             base.dirty = True
             self.model = base.model
             self.model.requires_grad_(True)
-        self.params = [p for _, p in self.model.named_parameters() if p.requires_grad]
+            self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(self.params, args)
         self.scheduler = make_scheduler(self.optimizer, args, spec.plan.total_steps)
         if state is not None:
-            # a copy: the optimizer would keep the given tensors and update them in place,
-            # changing the caller's state (e.g. the worker's host RAM cache of checkpoints)
-            self.optimizer.load_state_dict(cpu_copy(state["optimizer"]))
+            load_optimizer_state(self.optimizer, state["optimizer"], warm_start=warm)
+        if warm:
+            seed_everything(spec.seed)  # a run of its own: fresh schedule (above) and RNG
+        elif state is not None:
             self.scheduler.load_state_dict(state["scheduler"])
             set_rng_state(state["rng"])  # last, so nothing above moves it
         self.model.train()
@@ -221,24 +421,17 @@ class RunModel:
 
     def state(self) -> dict[str, Any]:
         """CPU copies of the trainable weights, optimizer, schedule and RNG."""
-        if self.is_lora:
-            import peft
-
-            weights = peft.get_peft_model_state_dict(self.model, adapter_name=ADAPTER)
-        else:
-            weights = self.model.state_dict()
+        weights = self.slot.tensors if self.is_lora else self.model.state_dict()
         return {"kind": "lora" if self.is_lora else "full", "weights": cpu_copy(weights),
                 "optimizer": cpu_copy(self.optimizer.state_dict()),
                 "scheduler": self.scheduler.state_dict(), "rng": rng_state()}
 
     def close(self) -> None:
-        """Take the run off the base: unload the adapter, or freeze the module's weights
-        (the next run replaces them)."""
+        """Take the run off the base: its adapter slot stays for the next run of the same
+        structure (which overwrites it), or the module's weights are frozen (the next run
+        replaces them)."""
         self.optimizer.zero_grad(set_to_none=True)
-        if self.is_lora:
-            self.model.unload()
-            self.base.adapted = None
-        else:
+        if not self.is_lora:
             self.model.requires_grad_(False)
         del self.optimizer, self.scheduler, self.params, self.model
 
