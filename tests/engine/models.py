@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from typing import Any
 
 import torch
@@ -23,11 +24,26 @@ class Regressor(torch.nn.Module):
         return torch.nn.functional.mse_loss(self.net(batch["x"]).squeeze(-1), batch["y"])
 
 
+class SlowRegressor(Regressor):
+    """A Regressor whose every forward waits ``delay`` seconds (time to act on a run)."""
+
+    def __init__(self, hidden: int, delay: float) -> None:
+        super().__init__(hidden)
+        self.delay = delay
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        time.sleep(self.delay)
+        return super().forward(batch)
+
+
 def make_model(config: TorchConfig) -> torch.nn.Module:
-    """create_model_fn for the torch backend; fails on purpose for hidden == -1."""
+    """create_model_fn for the torch backend; fails on purpose for hidden == -1; with a
+    ``delay`` key, every forward sleeps that long."""
     if config["hidden"] == -1:
         raise ValueError("hidden=-1 is not a valid layer size")
-    return Regressor(int(config["hidden"]))
+    if config.get("delay"):
+        return SlowRegressor(int(config["hidden"]), float(config["delay"]))
+    return Regressor(int(config["hidden"]), float(config.get("dropout", 0.1)))
 
 
 class KillingRegressor(Regressor):

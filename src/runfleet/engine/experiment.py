@@ -98,6 +98,7 @@ class Experiment:
         self.last_runs: list[EngineRun] = []
         self.last_controller: Controller | None = None
         self._saved: _SavedExperiment | None = None
+        self._attached = False  # made by attach(): its ops are recorded as source "attach"
 
     @classmethod
     def attach(cls, name: str, dir: str | os.PathLike[str] | None = None) -> Experiment:
@@ -105,6 +106,7 @@ class Experiment:
         exp = cls(name, dir=dir)
         if not (exp.dir / "experiment.json").exists():
             raise ValueError(f"no experiment {name!r} in {exp.home.root}")
+        exp._attached = True
         return exp
 
     def __repr__(self) -> str:
@@ -303,7 +305,7 @@ class Experiment:
     def _request(self, kind: str, run_id: str, args: dict[str, Any], wait: bool,
                  timeout: float, source: str | None) -> OpRecord:
         op = request_op(self.home, self.name, kind, run_id, args,
-                        source or ("python" if self.controller_alive() else "attach"))
+                        source or ("attach" if self._attached else "python"))
         if not wait or not self.controller_alive():
             return op
         op = wait_op(self.home, op.id, timeout)

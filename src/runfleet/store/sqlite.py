@@ -99,21 +99,16 @@ class _OpenSegment:
 
 
 def check_database_file(path: Path) -> None:
-    """Raise :class:`StoreError` if ``path`` exists but is not a SQLite database."""
-    if not path.exists():
-        return
+    """Raise :class:`StoreError` if ``path`` is a directory.
+
+    The file's content is checked by SQLite itself when it is opened (see
+    :meth:`SQLiteStore.open`), never by opening it from Python: closing any file descriptor
+    of a SQLite file drops every POSIX lock this process holds on it, including those of
+    other open connections, which lets another process reset the shared WAL index under
+    them (SQLite's "disk I/O error").
+    """
     if path.is_dir():
         raise StoreError(f"{path} is a directory, expected the runfleet database file")
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(len(SQLITE_MAGIC))
-    except OSError as exc:
-        raise StoreError(f"cannot read {path}: {exc}") from exc
-    if (head and head != SQLITE_MAGIC[: len(head)]) or 0 < len(head) < len(SQLITE_MAGIC):
-        raise StoreError(
-            f"{path} is not a SQLite database (corrupt, or a file of another program); "
-            f"runfleet will not overwrite it. Move it away or choose another home"
-        )
 
 
 class SQLiteStore(Store):
@@ -160,6 +155,11 @@ class SQLiteStore(Store):
             conn.close()
             if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
                 raise StoreBusyError(str(exc)) from exc
+            if "not a database" in str(exc):
+                raise StoreError(
+                    f"{path} is not a SQLite database (corrupt, or a file of another "
+                    f"program); runfleet will not overwrite it. Move it away or choose "
+                    f"another home") from exc
             raise StoreError(
                 f"{path} cannot be used as a runfleet database ({exc}); "
                 f"runfleet will not overwrite it"
@@ -194,7 +194,9 @@ class SQLiteStore(Store):
 
     @staticmethod
     def _configure(conn: sqlite3.Connection) -> None:
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        if str(mode).lower() != "wal":  # switching needs a write; skip it when already set
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise sqlite3.OperationalError(f"could not enable WAL (journal_mode={mode})")
         conn.execute("PRAGMA synchronous = NORMAL")

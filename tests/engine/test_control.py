@@ -1,0 +1,124 @@
+"""Interactive control from another process: stop, resume, clone (warm and cold), delete,
+with the ops' audit trail, on a real experiment (torch backend, real workers)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import runfleet
+from runfleet import Experiment, GridSearch, List
+from runfleet.engine.ops import OpRejectedError
+from runfleet.fit import TorchConfig
+from tests.conftest import ROOT, subprocess_env
+from tests.engine.models import make_model, regression_data
+
+EXPERIMENT = textwrap.dedent("""
+    import sys
+    from runfleet import Experiment, GridSearch, List
+    from runfleet.fit import TorchConfig
+    from tests.engine.models import make_model, regression_data
+    space = GridSearch(TorchConfig(hidden=List([4, 8]), learning_rate=0.01, max_steps=40,
+                                   per_device_train_batch_size=8, delay=0.03), trainer="torch")
+    Experiment("ctl", dir=sys.argv[1]).run_fit(space, make_model, regression_data(64),
+                                               num_chunks=2, workers=1, progress=False)
+""")
+
+
+def wait_for(predicate, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.05)
+
+
+def losses(home: Path, project: str, run_id: str) -> list[float]:
+    return runfleet.Api(home).run(project, run_id).history(keys=["loss"])["loss"].tolist()
+
+
+def test_stop_resume_clone_delete_from_another_process(home: Path) -> None:
+    env = subprocess_env(PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{ROOT}")
+    proc = subprocess.Popen([sys.executable, "-c", EXPERIMENT, str(home)], env=env,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (home / "experiments" / "ctl" / "controller.json").exists())
+        exp = Experiment.attach("ctl", dir=home)
+        wait_for(lambda: len(exp.runs()) == 2)
+        first, second = exp.runs()["id"].tolist()
+        wait_for(lambda: runfleet.Api(home).run("ctl", first).last_step >= 3)
+
+        op = exp.stop(first)
+        assert op.status == "applied" and op.source == "attach"
+        assert runfleet.Api(home).run("ctl", first).status == "stopped"
+        stopped_at = runfleet.Api(home).run("ctl", first).last_step
+        time.sleep(0.5)
+        assert runfleet.Api(home).run("ctl", first).last_step == stopped_at
+        with pytest.raises(OpRejectedError, match="already stopped"):
+            exp.stop(first)
+
+        cold = exp.clone(second, changes={"learning_rate": 0.05})
+        with pytest.raises(OpRejectedError, match=r"unknown config key 'bogus'"):
+            exp.clone(second, changes={"bogus": 1})
+        with pytest.raises(OpRejectedError, match="learning_rate must be > 0"):
+            exp.clone(second, changes={"learning_rate": -1.0})
+        assert exp.resume(first).status == "applied"
+        proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+    api = runfleet.Api(home)
+    runs = {r.id: r for r in api.runs("ctl")}
+    assert len(runs) == 3  # the rejected clones created nothing
+    assert all(r.status == "completed" for r in runs.values())
+    child = runs[str(cold)]
+    assert child.parent == second and child.config["learning_rate"] == 0.05
+    assert child.parent_step is not None and child.config["warm_start"] is False
+    # The stopped and resumed run equals the same config trained without interruption.
+    ref = Experiment("ref", dir=home)
+    ref.run_fit(TorchConfig(hidden=4, learning_rate=0.01, max_steps=40,
+                            per_device_train_batch_size=8), make_model, regression_data(64),
+                num_chunks=1, workers=1, progress=False)
+    (ref_run,) = api.runs("ref")
+    a, b = losses(home, "ctl", first), losses(home, "ref", ref_run.id)
+    assert len(a) == len(b) == 40 and np.max(np.abs(np.array(a) - np.array(b))) <= 1e-6
+    trail = [(o.kind, o.status, o.source) for o in Experiment.attach("ctl", dir=home).ops()]
+    assert trail == [("stop", "applied", "attach"), ("stop", "rejected", "attach"),
+                     ("clone", "applied", "attach"), ("clone", "rejected", "attach"),
+                     ("clone", "rejected", "attach"), ("resume", "applied", "attach")]
+
+
+def test_delete_and_warm_clone_in_process(home: Path) -> None:
+    """Ops written before the controller starts are applied in order when it runs."""
+    exp = Experiment("del", dir=home)
+    # Full batches and no dropout: consecutive losses differ only by one optimizer step.
+    space = GridSearch(TorchConfig(hidden=List([4, 8]), learning_rate=0.01, max_steps=16,
+                                   per_device_train_batch_size=64, dropout=0.0),
+                       trainer="torch")
+    exp.run_fit(space, make_model, regression_data(64), num_chunks=2, workers=1,
+                progress=False)
+    first, second = exp.runs()["id"].tolist()
+    pending = [exp.delete(first, wait=False), exp.clone(second, warm_start=True, wait=False)]
+    assert all(getattr(op, "status", None) == "pending" for op in pending)
+    exp.resume_all(workers=1, progress=False)
+    ops = exp.ops()
+    assert [(o.kind, o.status) for o in ops] == [("delete", "applied"), ("clone", "applied")]
+    api = runfleet.Api(home)
+    assert [r.id for r in api.runs("del")] != [] and first not in [r.id for r in api.runs("del")]
+    deleted = api.runs("del", include_deleted=True, filters={"id": first})[0]
+    assert deleted.status == "deleted" and len(deleted.history()) == 16  # data kept
+    assert not (home / "experiments" / "del" / "checkpoints" / first).exists()
+    child_id = ops[1].result["run_id"]
+    child = api.run("del", child_id)
+    assert child.parent == second and child.status == "completed"
+    parent_last = api.run("del", second).history(keys=["loss"])["loss"].iloc[-1]
+    child_first = child.history(keys=["loss"])["loss"].iloc[0]
+    assert abs(child_first - parent_last) <= 0.05 * abs(parent_last)
