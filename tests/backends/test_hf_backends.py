@@ -17,6 +17,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from runfleet.backends import hf
 from runfleet.backends.base import NonFiniteLossError, WorkerResources, backend_for
 from runfleet.backends.hf import (
     DatasetFormatError,
@@ -198,12 +199,20 @@ def test_lora_runs_leave_base_weights_untouched(tiny_model: str, instructions: A
     original = AutoModelForCausalLM.from_pretrained(tiny_model).state_dict()
     full = make_spec("sft", sft_config(tiny_model, None), run_id="full", steps=2)
     train_chunk(full, res, None, 0, 2)  # leaves its own weights in the shared module
-    lora_config = sft_config(tiny_model, lora())
-    train_chunk(make_spec("sft", lora_config, run_id="lora", steps=2), res, None, 0, 2)
+    for rank in (4, 8):  # two LoRA structures: two adapter slots stay on the module
+        config = sft_config(tiny_model, lora(rank))
+        train_chunk(make_spec("sft", config, run_id=f"lora{rank}", steps=2), res, None, 0, 2)
 
-    base = shared_base(res, lora_config).model
-    assert not any("lora" in name for name, _ in base.named_modules())
-    assert_same_weights(original, base.state_dict())
+    base = shared_base(res, config)
+    assert len(base.slots) == 2
+    under_adapters = {k.replace(".base_layer.", "."): v for k, v in base.model.state_dict().items()
+                      if "lora_" not in k}
+    assert_same_weights(original, under_adapters)
+    # full fine-tuning gets the plain module back
+    plain = shared_base(res, sft_config(tiny_model, None))
+    assert plain is base and base.peft is None and not base.slots
+    assert not any("lora" in name for name, _ in base.model.named_modules())
+    assert_same_weights(original, base.model.state_dict())
 
 
 def test_failed_run_without_close_does_not_leak_its_adapter(
@@ -213,6 +222,175 @@ def test_failed_run_without_close_does_not_leak_its_adapter(
     SFTBackend(spec, res).open(None)  # never closed, as if the run crashed
     losses, _ = train_alone(spec, res)
     assert losses == train_alone(spec, resources_for("sft", instructions, preferences))[0]
+
+
+# -- adapter slots ---------------------------------------------------------------------------
+def dora() -> LoraConfig:
+    # DoRA's magnitude vector is not re-initialised by PEFT's reset: its slot is re-created
+    return LoraConfig(r=4, lora_alpha=8, lora_dropout=0.1, target_modules=["q_proj", "v_proj"],
+                      use_dora=True)
+
+
+def with_modules_to_save() -> LoraConfig:
+    # a whole trained copy of o_proj, which the other run's LoRA wraps: it needs the base alone
+    return LoraConfig(r=4, target_modules=["q_proj"], modules_to_save=["o_proj"])
+
+
+# trainer, config, adapter, batch size, and whether each slot left on the worker is
+# re-initialised in place (sorted): DoRA and modules_to_save slots are re-created instead
+SLOT_CASES = {
+    "sft": ("sft", sft_config, lora, 4, [True, True]),
+    "sft-dora": ("sft", sft_config, dora, 4, [False, True]),
+    "sft-modules-to-save": ("sft", sft_config, with_modules_to_save, 4, [False]),
+    "dpo": ("dpo", dpo_config, lora, 4, [True, True]),
+    "grpo": ("grpo", grpo_config, lora, 2, [True, True]),
+}
+
+
+@pytest.mark.parametrize("case", list(SLOT_CASES))
+def test_lora_runs_of_two_structures_share_a_worker_exactly(
+        case: str, tiny_model: str, instructions: Any, preferences: Any) -> None:
+    trainer, make_config, adapter, batch, resettable = SLOT_CASES[case]
+    config = make_config(tiny_model, adapter())
+    other_config = make_config(tiny_model, lora(8), lr=1e-2)  # a second slot on the base
+    alone = make_spec(trainer, config, chunks=1, batch_size=batch)
+    losses_alone, state_alone = train_alone(
+        alone, resources_for(trainer, instructions, preferences))
+
+    res = resources_for(trainer, instructions, preferences)
+    chunked = make_spec(trainer, config, chunks=4, batch_size=batch)
+    other = make_spec(trainer, other_config, run_id="other", chunks=4, seed=5, batch_size=batch)
+    losses_chunked, state_chunked = train_interleaved(chunked, other, res)
+
+    assert max(abs(a - b) for a, b in zip(losses_alone, losses_chunked)) <= 1e-6
+    assert_same_weights(state_alone["weights"], state_chunked["weights"])
+    slots = shared_base(res, config).slots.values()
+    assert sorted(s.resettable for s in slots) == resettable
+
+
+@pytest.mark.parametrize("adapter", [lora, dora], ids=["lora", "dora"])
+def test_a_fresh_run_starts_alike_in_a_reused_or_a_new_slot(
+        adapter: Any, tiny_model: str, instructions: Any, preferences: Any) -> None:
+    spec = make_spec("sft", sft_config(tiny_model, adapter()), steps=3)
+    res = resources_for("sft", instructions, preferences)
+    # a run of the same structure trains the slot first, then the fresh run takes it over
+    train_alone(make_spec("sft", sft_config(tiny_model, adapter(), lr=1e-2), run_id="before",
+                          steps=3, seed=9), res)
+    reused_losses, reused = train_alone(spec, res)
+    new_losses, new = train_alone(spec, resources_for("sft", instructions, preferences))
+    assert reused_losses == new_losses
+    assert_same_weights(reused["weights"], new["weights"])
+
+
+@pytest.mark.parametrize("limit", [1, 2, 8], ids=["one-slot", "evicting", "resident"])
+def test_only_the_active_slot_trains(limit: int, tiny_model: str, instructions: Any,
+                                     preferences: Any, monkeypatch: pytest.MonkeyPatch
+                                     ) -> None:
+    monkeypatch.setattr(hf, "MAX_ADAPTER_SLOTS", limit)
+    res = resources_for("dpo", instructions, preferences)
+    ranks = (4, 8, 16, 4)
+    for opened, rank in enumerate(ranks, start=1):
+        spec = make_spec("dpo", dpo_config(tiny_model, lora(rank)), run_id=f"r{rank}")
+        backend = DPOBackend(spec, res)
+        backend.open(None)
+        model, run = backend.run.model, backend.run
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        assert [id(p) for p in trainable] == [id(p) for p in run.params]
+        assert [id(p) for p in run.optimizer.param_groups[0]["params"]] == [
+            id(p) for p in run.params]
+        assert {tuple(p.shape) for p in run.params} >= {(rank, 32)}
+        # the reference policy (all adapters off) hands training back to this slot only
+        backend.train_step(0, spec.plan.batch_indices(0))
+        assert [id(p) for p in model.parameters() if p.requires_grad] == [
+            id(p) for p in run.params]
+        backend.close()
+        assert len(shared_base(res, spec.config).slots) == min(limit, len(set(ranks[:opened])))
+
+
+def test_lora_options_that_would_change_the_shared_base_are_refused(
+        tiny_model: str, instructions: Any, preferences: Any) -> None:
+    res = resources_for("sft", instructions, preferences)
+    for options, message in [({"init_lora_weights": "pissa"}, "rewrites the base"),
+                             ({"bias": "all"}, "trains the base model's biases")]:
+        config = sft_config(tiny_model, LoraConfig(r=4, target_modules=["q_proj"], **options))
+        with pytest.raises(ValueError, match=message):
+            SFTBackend(make_spec("sft", config), res).open(None)
+
+
+# -- warm and cold starts (clones) ------------------------------------------------------------
+def warm(state: dict[str, Any]) -> dict[str, Any]:
+    """What the worker passes a warm clone: the parent's state, marked."""
+    return {**state, "warm_start": True}
+
+
+@pytest.mark.parametrize("uses_lora", [True, False], ids=["lora", "full"])
+def test_warm_start_continues_from_the_parents_weights(
+        uses_lora: bool, tiny_model: str, instructions: Any, preferences: Any) -> None:
+    no_dropout = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear")
+    adapter = no_dropout if uses_lora else None
+    res = resources_for("sft", instructions, preferences)
+    parent = make_spec("sft", sft_config(tiny_model, adapter), run_id="parent", steps=8)
+    _, parent_state = train_chunk(parent, res, None, 0, 4)
+    kept = copy.deepcopy(parent_state)
+    child = make_spec("sft", sft_config(tiny_model, adapter, lr=1e-2), run_id="child",
+                      steps=8, seed=3)
+    first = child.plan.batch_indices(0)
+    # the parent's loss on the child's first batch, with the weights the child starts from
+    parent_next = SFTBackend(parent, res)
+    parent_next.open(parent_state)
+    parent_loss = parent_next.train_step(4, first)["loss"]
+    parent_next.close()
+
+    backend = SFTBackend(child, res)
+    backend.open(warm(parent_state))
+    after_open = torch.get_rng_state()
+    step = backend.train_step(0, first)
+    optimizer = backend.run.optimizer
+    backend.close()
+
+    assert math.isfinite(parent_loss)
+    assert abs(step["loss"] - parent_loss) <= 0.05 * parent_loss
+    assert step["loss"] == pytest.approx(parent_loss, abs=1e-6)  # the same weights exactly
+    # the parent's Adam moments go on (step 4 -> 5), at the child's own learning rate
+    assert all(int(s["step"]) == 5 for s in optimizer.state.values())
+    assert optimizer.param_groups[0]["initial_lr"] == 1e-2
+    # a fresh schedule (warmup from 0 at step 0) and fresh RNG from the child's seed
+    fresh = SFTBackend(child, resources_for("sft", instructions, preferences))
+    fresh.open(None)
+    fresh_step = fresh.train_step(0, first)
+    fresh.close()
+    assert step["learning_rate"] == fresh_step["learning_rate"] == 0.0
+    torch.manual_seed(3)
+    assert torch.equal(after_open, torch.get_rng_state())
+    # the parent's cached state is untouched (other clones and retries read it again)
+    for part in ("weights", "optimizer"):
+        assert all(torch.equal(a, b) for a, b in zip(_tensors(kept[part]),
+                                                     _tensors(parent_state[part])))
+
+
+def test_cold_start_equals_a_fresh_run(tiny_model: str, instructions: Any,
+                                       preferences: Any) -> None:
+    res = resources_for("sft", instructions, preferences)
+    parent = make_spec("sft", sft_config(tiny_model, lora()), run_id="parent", steps=4)
+    train_alone(parent, res)  # leaves its trained adapter slot on the worker
+    child = make_spec("sft", sft_config(tiny_model, lora(), lr=1e-2), run_id="child", steps=4)
+    cold, _ = train_alone(child, res)
+    fresh, _ = train_alone(child, resources_for("sft", instructions, preferences))
+    assert cold[0] == fresh[0] and cold == fresh
+
+
+def test_warm_start_with_another_adapter_shape_is_refused(
+        tiny_model: str, instructions: Any, preferences: Any) -> None:
+    res = resources_for("sft", instructions, preferences)
+    parent = make_spec("sft", sft_config(tiny_model, lora(4)), run_id="parent", steps=4)
+    _, state = train_chunk(parent, res, None, 0, 2)
+    child = make_spec("sft", sft_config(tiny_model, lora(8)), run_id="child", steps=4)
+    with pytest.raises(ValueError, match=r"warm start needs the parent's adapter shapes: "
+                                         r".*lora_A\.weight is \[4, 32\] there, \[8, 32\] here"):
+        SFTBackend(child, res).open(warm(state))
+    full_child = make_spec("sft", sft_config(tiny_model, None), run_id="full", steps=4)
+    with pytest.raises(ValueError, match="the parent's state is lora weights"):
+        SFTBackend(full_child, res).open(warm(state))
 
 
 # -- DPO and GRPO ---------------------------------------------------------------------------

@@ -9,20 +9,26 @@ accumulation, clipping, schedule, ``max_length``, DPO ``beta``, GRPO sampling se
 Every backend follows the recipe of :mod:`runfleet.backends.base`:
 
 - ``open``: build the TRL config; take the worker's shared base model (loaded once per
-  model name, see :class:`SharedBase`); put the run on it (:class:`RunModel`: a LoRA adapter,
-  or the run's full weights) with its optimizer and LR schedule; restore the saved state,
-  RNG last;
+  model name, see :class:`SharedBase`); put the run on it (:class:`RunModel`: its LoRA
+  structure's adapter slot, or the run's full weights) with its optimizer and LR schedule;
+  restore the saved state, RNG last (or, for a warm clone, start from the parent's weights
+  and optimizer state with a fresh schedule and RNG);
 - ``train_step``: forward/backward the step's examples in ``gradient_accumulation_steps``
   micro-batches, check the loss is finite, clip, step;
 - ``evaluate``: eval loss (SFT, DPO) or reward (GRPO) in eval mode with the RNG put back
   afterwards, plus ``compute_metrics`` on greedy generations;
 - ``state`` / ``close``: CPU copies of adapter or weights, optimizer, schedule and RNG;
-  then take the adapter off the base (or leave the run's weights to be replaced).
+  then leave the adapter slot (or the run's weights) for the next run to overwrite.
 
-Exactness: a fresh run seeds before its adapter is created; a resumed run restores
-adapter, optimizer, schedule and finally RNG; evaluation never moves the training RNG; the
-engine chooses the examples. So a run swapped on and off a worker every chunk computes the
-same steps as a run trained in one go (bit for bit on CPU).
+Swaps are cheap because PEFT's adapter injection happens once per LoRA structure per
+worker: the runs of one structure take turns in one adapter slot, copying their tensors in
+and out (:class:`AdapterSlot`).
+
+Exactness: a fresh run seeds, then initialises its adapter slot in place the same way
+whether the slot is new or reused; a resumed run restores adapter, optimizer, schedule and
+finally RNG; evaluation never moves the training RNG; the engine chooses the examples.
+So a run swapped on and off a worker every chunk computes the same steps as a run trained
+in one go (bit for bit on CPU).
 
 Dataset formats (TRL's standard ones): SFT ``prompt``/``completion`` (loss on the completion
 only), ``messages`` (chat template), ``text`` (``dataset_text_field``), or any row with
@@ -65,7 +71,12 @@ from runfleet.backends.base import (
     seed_everything,
     set_rng_state,
 )
-from runfleet.backends.optim import clip_and_step, make_optimizer, make_scheduler
+from runfleet.backends.optim import (
+    clip_and_step,
+    load_optimizer_state,
+    make_optimizer,
+    make_scheduler,
+)
 from runfleet.engine.spec import RunSpec
 
 MAX_EVAL_GENERATIONS = 16  # eval prompts generated for compute_metrics / GRPO eval_reward
@@ -93,6 +104,7 @@ class AdapterSlot:
     params: list[torch.Tensor]  # trainable while active, in module order (optimizer order)
     layers: list[Any]  # the LoRA layers holding the slot, in module order
     resettable: bool  # fresh init by ``reset_lora_parameters``, else by creating it again
+    alone: bool  # wraps whole modules (``modules_to_save``): no other slot beside it
 
     def reinitialise(self, seed: int) -> None:
         """Seed, then initialise every LoRA layer of the slot in module order, as PEFT does
@@ -156,11 +168,11 @@ class SharedBase:
             self._delete(slot)  # its creation is its initialisation: create it again
             slot = None
         if slot is None:
-            if len(self.slots) >= MAX_ADAPTER_SLOTS:
+            if _needs_base_alone(cfg) or any(s.alone for s in self.slots.values()):
+                self.drop_adapters()  # PEFT cannot put these beside adapters of others
+            elif len(self.slots) >= MAX_ADAPTER_SLOTS:
                 self._delete(self.slots.pop(next(iter(self.slots))))  # least recently used
-            if seed is not None:
-                seed_everything(seed)  # creation draws random numbers
-            slot = self._create(cfg)
+            slot = self._create(cfg, seed)
         self.slots[key] = slot  # most recently used last
         if not self._only_trainable(slot):
             self.peft.set_adapter(slot.name)
@@ -178,24 +190,21 @@ class SharedBase:
         return len(trainable) == len(slot.params) and all(
             a is b for a, b in zip(trainable, slot.params))
 
-    def _create(self, cfg: Any) -> AdapterSlot:
+    def _create(self, cfg: Any, seed: int | None) -> AdapterSlot:
         import peft
         from peft.tuners.lora import LoraLayer
 
         # no adapter name may be a substring of another (PEFT strips ".<name>" from keys)
         name = f"slot{self.slots_made}_"
         self.slots_made += 1
-        cfg = copy.deepcopy(cfg)  # PEFT keeps the config and fills in fields
         try:
-            with quiet_deprecations():
-                if self.peft is None:
-                    self.peft = peft.get_peft_model(self.model, cfg, adapter_name=name)
-                else:
-                    self.peft.add_adapter(name, cfg)
-                    self.peft.set_adapter(name)
+            self._inject(name, cfg, seed)
         except Exception:
+            beside_others = bool(self.slots)
             self.drop_adapters()  # PEFT may have injected part of it
-            raise
+            if not beside_others:
+                raise
+            self._inject(name, cfg, seed)  # once more, on the plain base
         by_key = peft.get_peft_model_state_dict(
             self.peft, state_dict=self.peft.state_dict(keep_vars=True), adapter_name=name,
             save_embedding_layers=False)
@@ -214,7 +223,21 @@ class SharedBase:
         resettable = (plain_lora and len(saved) == len(params)
                       and (init is True or (isinstance(init, str) and init.lower() == "gaussian"))
                       and not any(name in getattr(m, "lora_variant", {}) for m in layers))
-        return AdapterSlot(name, init, tensors, params, layers, resettable)
+        return AdapterSlot(name, init, tensors, params, layers, resettable,
+                           alone=_needs_base_alone(cfg))
+
+    def _inject(self, name: str, cfg: Any, seed: int | None) -> None:
+        import peft
+
+        if seed is not None:
+            seed_everything(seed)  # creation draws random numbers
+        cfg = copy.deepcopy(cfg)  # PEFT keeps the config and fills in fields
+        with quiet_deprecations():
+            if self.peft is None:
+                self.peft = peft.get_peft_model(self.model, cfg, adapter_name=name)
+            else:
+                self.peft.add_adapter(name, cfg)
+                self.peft.set_adapter(name)
 
     def _delete(self, slot: AdapterSlot) -> None:
         if self.slots:
@@ -228,6 +251,11 @@ MAX_ADAPTER_SLOTS = 8  # distinct LoRA structures kept on one base (adapter memo
 # Inits that rewrite the base weights (PiSSA and kin subtract the adapter from them, LoftQ
 # quantises them): the base is shared by every run on the worker, so they cannot be used.
 _BASE_REWRITING_INITS = ("pissa", "corda", "olora", "loftq", "lora_ga")
+
+
+def _needs_base_alone(cfg: Any) -> bool:
+    """Whether the adapter wraps whole modules, which PEFT cannot do beside other adapters."""
+    return bool(cfg.modules_to_save or cfg.trainable_token_indices)
 
 
 def check_lora_config(cfg: Any) -> None:
@@ -292,23 +320,6 @@ def load_adapter(slot: AdapterSlot, weights: dict[str, torch.Tensor], *, warm_st
 
 def _short_key(key: str) -> str:
     return key.removeprefix("base_model.model.")
-
-
-def load_optimizer_state(optimizer: Any, saved: dict[str, Any], warm_start: bool) -> None:
-    """Restore an optimizer's state from a copy of ``saved`` (the optimizer would keep the
-    given tensors and update them in place, changing the caller's state, e.g. the worker's
-    host RAM cache of checkpoints). A warm start keeps the per-parameter state (moments,
-    step counts) but this run's own hyperparameters and learning rate."""
-    saved = cpu_copy(saved)
-    if warm_start:
-        own = optimizer.state_dict()["param_groups"]
-        theirs = [len(g["params"]) for g in saved["param_groups"]]
-        ours = [len(g["params"]) for g in own]
-        if theirs != ours:
-            raise ValueError(f"warm start needs the parent's parameters: its optimizer has "
-                             f"{theirs} parameters per group, this run {ours}")
-        saved["param_groups"] = own
-    optimizer.load_state_dict(saved)
 
 
 def shared_base(resources: WorkerResources, config: Any) -> SharedBase:

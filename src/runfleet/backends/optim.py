@@ -10,6 +10,8 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from runfleet.backends.base import cpu_copy
+
 
 def make_optimizer(params: Iterable[Any], args: Any) -> Any:
     """AdamW over ``params`` with the learning rate, betas, epsilon and weight decay of
@@ -63,3 +65,20 @@ def clip_and_step(model_params: list[Any], optimizer: Any, scheduler: Any,
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return float(norm), lr
+
+
+def load_optimizer_state(optimizer: Any, saved: dict[str, Any], warm_start: bool) -> None:
+    """Restore an optimizer's state from a copy of ``saved`` (the optimizer would keep the
+    given tensors and update them in place, changing the caller's state, e.g. the worker's
+    host RAM cache of checkpoints). A warm start keeps the per-parameter state (moments,
+    step counts) but this run's own hyperparameters and learning rate."""
+    saved = cpu_copy(saved)
+    if warm_start:
+        own = optimizer.state_dict()["param_groups"]
+        theirs = [len(g["params"]) for g in saved["param_groups"]]
+        ours = [len(g["params"]) for g in own]
+        if theirs != ours:
+            raise ValueError(f"warm start needs the parent's parameters: its optimizer has "
+                             f"{theirs} parameters per group, this run {ours}")
+        saved["param_groups"] = own
+    optimizer.load_state_dict(saved)

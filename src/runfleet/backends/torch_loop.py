@@ -21,7 +21,12 @@ from runfleet.backends.base import (
     seed_everything,
     set_rng_state,
 )
-from runfleet.backends.optim import clip_and_step, make_optimizer, make_scheduler
+from runfleet.backends.optim import (
+    clip_and_step,
+    load_optimizer_state,
+    make_optimizer,
+    make_scheduler,
+)
 
 
 @register
@@ -31,20 +36,25 @@ class TorchLoopBackend(Backend):
     trainer = "torch"
 
     def open(self, state: dict[str, Any] | None) -> None:
+        """Build the model and optimizer: fresh (``state`` None), resumed from a saved
+        state, or, for a state with ``"warm_start": True`` (a warm clone), from the parent's
+        weights and optimizer state with this run's own fresh LR schedule and seeded RNG."""
         import torch
 
         cfg = self.spec.config
+        warm = bool(state is not None and state.get("warm_start"))
         if state is None:
-            seed_everything(self.spec.seed)
+            seed_everything(self.spec.seed)  # the model's initialisation draws random numbers
         self.model = self.resources.create_model_fn(cfg).to(self.resources.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(self.params, cfg)
         self.scheduler = make_scheduler(self.optimizer, cfg, self.spec.plan.total_steps)
         if state is not None:
             self.model.load_state_dict(state["model"])
-            # load_state_dict keeps the given tensors and later steps change them in place:
-            # copy, so the cached checkpoint (retries, warm clones) stays as saved.
-            self.optimizer.load_state_dict(cpu_copy(state["optimizer"]))
+            load_optimizer_state(self.optimizer, state["optimizer"], warm_start=warm)
+        if warm:
+            seed_everything(self.spec.seed)  # a run of its own: fresh schedule (above) and RNG
+        elif state is not None:
             self.scheduler.load_state_dict(state["scheduler"])
             set_rng_state(state["rng"])
         self.collate = cfg.get("collate_fn") or torch.utils.data.default_collate
@@ -67,7 +77,8 @@ class TorchLoopBackend(Backend):
             loss = out["loss"]
             (loss / len(micro)).backward()
             for k, v in out.items():
-                totals[k] = totals.get(k, 0.0) + float(v) / len(micro)
+                value = v.detach() if hasattr(v, "detach") else v
+                totals[k] = totals.get(k, 0.0) + float(value) / len(micro)
         if not math.isfinite(totals["loss"]):
             raise NonFiniteLossError(f"loss is {totals['loss']} at step {step}")
         grad_norm, lr = clip_and_step(self.params, self.optimizer, self.scheduler,
