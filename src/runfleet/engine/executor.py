@@ -30,6 +30,7 @@ class WorkerSetup:
     eval_dataset: Any
     checkpoint_root: str
     threads: int | None = None
+    trainer: str = ""  # lets workers import the backend before they report ready
 
 
 class Executor(abc.ABC):

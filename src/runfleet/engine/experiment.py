@@ -161,7 +161,7 @@ class Experiment:
                            plan=spec.plan, seed=spec.seed, eval_steps=spec.eval_steps)
             runs.append(EngineRun(index=i, spec=spec, name=name, config=flat, tracker=tracker))
         setup = WorkerSetup(create_model_fn, train_dataset, eval_dataset,
-                            str(self.dir / "checkpoints"), None)
+                            str(self.dir / "checkpoints"), None, trainer)
         saved = _SavedExperiment(setup, trainer, num_chunks, seed, policy, stopping,
                                  [_SavedRun.of(r) for r in runs])
         return self._drive(saved, runs, workers, progress, executor)

@@ -36,6 +36,8 @@ def worker_main(index: int, device: str, setup_blob: bytes, tasks: Connection,
     if setup.threads:
         torch.set_num_threads(setup.threads)
     _quiet_libraries()
+    if setup.trainer:
+        backend_for(setup.trainer)  # import the backend (and its libraries) before ready
     resources = WorkerResources(device=device, train_dataset=setup.train_dataset,
                                 eval_dataset=setup.eval_dataset,
                                 create_model_fn=setup.create_model_fn)
