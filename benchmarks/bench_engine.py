@@ -124,8 +124,9 @@ def run_mode(home: Path, name: str, model: str, train: Any, evaluation: Any, num
     # One-time setup inside the first task (base model load, tokenizing the data): the same
     # in both modes, and not scheduling.
     setup = exp.last_runs[0].timings[0]["swap_in_s"] if exp.last_runs[0].timings else 0.0
-    return {"wall_s": wall, "setup_s": setup, "all_first_eval_s": max(firsts) if len(firsts) == num_configs
-            else float("nan"), "swap_s": swap, "chunk_s": chunk,
+    all_first = max(firsts) if len(firsts) == num_configs else float("nan")
+    return {"wall_s": wall, "setup_s": setup, "all_first_eval_s": all_first,
+            "swap_s": swap, "chunk_s": chunk,
             "swap_share": swap / chunk if chunk else float("nan"), "statuses": statuses,
             "chunks": len(timings)}
 
