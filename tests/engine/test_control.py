@@ -106,11 +106,17 @@ def test_delete_and_warm_clone_in_process(home: Path) -> None:
     exp.run_fit(space, make_model, regression_data(64), num_chunks=2, workers=1,
                 progress=False)
     first, second = exp.runs()["id"].tolist()
-    pending = [exp.delete(first, wait=False), exp.clone(second, warm_start=True, wait=False)]
+    pending = [exp.delete(first, wait=False), exp.clone(second, warm_start=True, wait=False),
+               exp.clone(second, warm_start=False, wait=False)]
     assert all(getattr(op, "status", None) == "pending" for op in pending)
     exp.resume_all(workers=1, progress=False)
     ops = exp.ops()
-    assert [(o.kind, o.status) for o in ops] == [("delete", "applied"), ("clone", "applied")]
+    assert [(o.kind, o.status) for o in ops] == [("delete", "applied"), ("clone", "applied"),
+                                                 ("clone", "applied")]
+    # A cold clone (same config) is a fresh run: its losses equal the parent's from step 1.
+    cold = runfleet.Api(home).run("del", ops[2].result["run_id"])
+    assert losses(home, "del", cold.id) == losses(home, "del", second)
+    assert cold.config["warm_start"] is False
     api = runfleet.Api(home)
     assert [r.id for r in api.runs("del")] != [] and first not in [r.id for r in api.runs("del")]
     deleted = api.runs("del", include_deleted=True, filters={"id": first})[0]
@@ -122,3 +128,36 @@ def test_delete_and_warm_clone_in_process(home: Path) -> None:
     parent_last = api.run("del", second).history(keys=["loss"])["loss"].iloc[-1]
     child_first = child.history(keys=["loss"])["loss"].iloc[0]
     assert abs(child_first - parent_last) <= 0.05 * abs(parent_last)
+
+
+def test_cli_controls_a_running_experiment(home: Path) -> None:
+    env = subprocess_env(PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{ROOT}")
+    proc = subprocess.Popen([sys.executable, "-c", EXPERIMENT, str(home)], env=env)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "runfleet", *args, "--dir", str(home)],
+                              env=env, capture_output=True, text=True, timeout=120)
+
+    try:
+        wait_for(lambda: (home / "experiments" / "ctl" / "controller.json").exists())
+        exp = Experiment.attach("ctl", dir=home)
+        wait_for(lambda: len(exp.runs()) == 2)
+        first, second = exp.runs()["id"].tolist()
+        wait_for(lambda: runfleet.Api(home).run("ctl", first).last_step >= 2)
+        out = cli("stop", first)
+        assert out.returncode == 0 and f"stop {first} applied" in out.stdout, out.stderr
+        bad = cli("clone", second, "--set", "bogus=1")
+        assert bad.returncode == 1 and "unknown config key 'bogus'" in bad.stderr
+        good = cli("clone", second, "--set", "learning_rate=0.02", "--name", "faster")
+        assert good.returncode == 0 and "new run" in good.stdout, good.stderr
+        assert cli("resume", first).returncode == 0
+        assert cli("delete", second).returncode == 0
+        proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    api = runfleet.Api(home)
+    statuses = {r.name: r.status for r in api.runs("ctl", include_deleted=True)}
+    assert statuses == {"run-1": "completed", "run-2": "deleted", "faster": "completed"}
+    assert [o.source for o in exp.ops()] == ["cli"] * 5

@@ -277,7 +277,10 @@ class Controller:
             self.checkpoints.delete_run(run.spec.run_id)
         for worker in range(self.executor.size):
             self.executor.send(worker, DropRun(run.spec.run_id))
-        run.tracker.finish(status=DELETED)
+        if run.tracker.finished:  # e.g. a completed run: record the new status all the same
+            self._set_status(run, DELETED)
+        else:
+            run.tracker.finish(status=DELETED)
         if purge and self.store is not None:
             run.tracker._writer.flush()
             self.store.purge_run(run.tracker._rid)
