@@ -88,7 +88,8 @@ def comparison_table(results: pd.DataFrame) -> Table:
                ("best_eval_rougeL", "best ROUGE-L"), ("best_eval_bleu", "best BLEU")]
     present = [(key, title) for key, title in columns if key in results.columns]
     for _, title in present:
-        table.add_column(title, justify="left" if title in ("run", "status") else "right")
+        table.add_column(title, justify="left" if title in ("run", "status") else "right",
+                         no_wrap=True)
     for _, row in results.iterrows():
         table.add_row(*(_cell(row[key]) for key, _ in present))
     return table

@@ -16,13 +16,21 @@ _STATUS_STYLE = {"pending": "dim", "running": "cyan", "completed": "green", "fai
                  "stopped": "yellow", "deleted": "dim strike"}
 
 
-def varying_keys(configs: Sequence[dict[str, Any]], limit: int = 3) -> list[str]:
-    """Config keys whose values differ between runs (the ones worth showing)."""
+def varying_keys(configs: Sequence[dict[str, Any]], limit: int = 4) -> list[str]:
+    """Config keys whose values differ between runs (the ones worth showing); a key that
+    only varies together with one already chosen (``lora_alpha`` with ``r``) is left out."""
     keys: list[str] = []
+    seen: set[tuple[int, ...]] = set()
     for key in dict.fromkeys(k for c in configs for k in c):
-        values = {repr(c.get(key)) for c in configs}
-        if len(values) > 1:
-            keys.append(key)
+        values = [repr(c.get(key)) for c in configs]
+        if len(set(values)) < 2:
+            continue
+        first: dict[str, int] = {}
+        pattern = tuple(first.setdefault(v, len(first)) for v in values)
+        if pattern in seen:
+            continue
+        seen.add(pattern)
+        keys.append(key)
     return keys[:limit]
 
 
