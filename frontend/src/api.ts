@@ -59,9 +59,53 @@ export interface RunDetail extends RunInfo {
   keys: { key: string; count: number; step_min: number; step_max: number; kinds: string[];
           system: boolean }[];
   lineage: { parent: { id: string; name: string; status: string } | null;
-             children: { id: string; name: string; status: string; parent_step: number | null }[] };
+             children: { id: string; name: string; status: string; parent_step: number | null }[];
+             tree: LineageNode[] };
   alerts: { title: string; text: string; level: string; step: number | null; time: number }[];
   media: MediaItem[];
+}
+
+/** A run of a clone family: the oldest ancestor first, parents before children. */
+export interface LineageNode {
+  id: string;
+  name: string;
+  status: string;
+  parent: string | null;
+  parent_step: number | null;
+}
+
+export type OpKind = "stop" | "resume" | "delete" | "clone";
+
+/** A control op on a run, with where it came from and what became of it. */
+export interface OpInfo {
+  id: number;
+  project: string;
+  kind: OpKind;
+  run: string | null;
+  args: Record<string, Json>;
+  source: string;
+  actor: string | null;
+  status: "pending" | "applied" | "rejected";
+  reason: string | null;
+  result: Record<string, Json>;
+  created: number;
+  applied: number | null;
+}
+
+export interface OpsList {
+  project: string;
+  ops: OpInfo[];
+  more: boolean;
+  ops_from: number;
+  controller_alive: boolean;
+  experiment: boolean;
+}
+
+export interface OpArgs {
+  purge?: boolean;
+  changes?: Record<string, Json>;
+  warm_start?: boolean;
+  name?: string;
 }
 
 export interface Grid { lo: number; hi: number; buckets: number }
@@ -149,14 +193,24 @@ export const api = {
     call<ChartResponse>("series", { ...params, encoding: "base64" }, {}, signal),
   mediaContent: (project: string, run: string, index: number) =>
     call<{ type: string; value: Json }>("media/file", { project, run, index }),
-  updateRun: (project: string, run: string, body: { notes?: string; tags?: string[] }) => {
-    const headers: Record<string, string> = { "Content-Type": "application/json" };
-    if (token) headers.Authorization = `Bearer ${token}`;
-    return call<RunInfo>("run", { project, run }, {
-      method: "PATCH", headers, body: JSON.stringify(body),
-    });
-  },
+  updateRun: (project: string, run: string, body: { notes?: string; tags?: string[] }) =>
+    call<RunInfo>("run", { project, run }, {
+      method: "PATCH", headers: writeHeaders(), body: JSON.stringify(body),
+    }),
+  ops: (project: string, after = 0) =>
+    call<OpsList>("ops", { project, after, limit: 10000 }),
+  /** Ask for a control op on a run: the server answers the pending op (or refuses it). */
+  requestOp: (project: string, run: string, kind: OpKind, args: OpArgs = {}) =>
+    call<OpInfo>("ops", {}, {
+      method: "POST", headers: writeHeaders(), body: JSON.stringify({ project, run, kind, args }),
+    }),
 };
+
+function writeHeaders(): Record<string, string> {
+  const headers: Record<string, string> = { "Content-Type": "application/json" };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  return headers;
+}
 
 export function mediaUrl(project: string, run: string, index: number): string {
   return `/api/media/file${query({ project, run, index })}`;

@@ -1,9 +1,11 @@
-// Run detail: config, summary, tags and notes (editable), alerts, lineage, media (images,
-// tables, histograms) and system metrics.
+// Run detail: config, summary, tags and notes (editable), the lineage of clones (a tree),
+// control buttons with the live status of the run's ops and their audit trail, alerts,
+// media (images, tables, histograms) and system metrics.
 
-import { ApiError, Json, MediaItem, RunDetail, api, mediaUrl } from "./api";
+import { ApiError, Json, LineageNode, MediaItem, RunDetail, RunInfo, api, mediaUrl } from "./api";
 import { Chart } from "./chart";
-import { fill, flatten, fmt, fmtDuration, fmtTime, h, notice } from "./dom";
+import { actionButtons, argsText, fillButtons, fillOpStatus, opStatus } from "./control";
+import { debounce, fill, flatten, fmt, fmtDuration, fmtTime, h, notice } from "./dom";
 import { state } from "./state";
 
 const TABLE_ROWS = 200;
@@ -12,9 +14,63 @@ export class RunDetailView {
   readonly el: HTMLElement;
   private charts: Chart[] = [];
   private runId: string | null = null;
+  private current: RunDetail | null = null;
+  private lineageEl: HTMLElement = h("div", { id: "detail-lineage" });
+  private opsEl: HTMLElement = h("div", { id: "detail-ops" });
+  private refreshLineage = debounce(() => void this.reloadLineage(), 200);
 
   constructor(private back: () => void, private open: (run: string) => void) {
     this.el = h("div", { class: "view view-run" });
+    state.on("ops", () => this.onOps());
+  }
+
+  /** A live change of a run: this run's status, or a run of its clone family. */
+  onRun(run: RunInfo): void {
+    const current = this.current;
+    if (!current) return;
+    if (run.id === current.id) {
+      Object.assign(current, run);
+      const badge = this.el.querySelector<HTMLElement>("#detail-status");
+      if (badge) {
+        badge.className = `status status-${run.status}`;
+        badge.textContent = run.status;
+      }
+      const box = this.el.querySelector<HTMLElement>(".op-buttons");
+      if (box) fillButtons(box, current);
+    }
+    const family = current.lineage.tree.map((n) => n.id);
+    const known = current.lineage.tree.find((n) => n.id === run.id);
+    if ((run.parent && family.includes(run.parent) && !known)
+        || (known && known.status !== run.status)) {
+      this.refreshLineage();
+    }
+  }
+
+  private onOps(): void {
+    const current = this.current;
+    if (!current) return;
+    const status = this.el.querySelector<HTMLElement>("#detail-op-status");
+    if (status) fillOpStatus(status, current.id);
+    const box = this.el.querySelector<HTMLElement>(".op-buttons");
+    if (box) fillButtons(box, current);
+    this.renderOps(current);
+    const made = state.opsOf(current.id).some((o) => o.kind === "clone" && o.status === "applied"
+      && typeof o.result.run_id === "string"
+      && !current.lineage.tree.some((n) => n.id === o.result.run_id));
+    if (made) this.refreshLineage();
+  }
+
+  private async reloadLineage(): Promise<void> {
+    const runId = this.runId;
+    if (!runId || !state.project) return;
+    try {
+      const run = await api.run(state.project, runId);
+      if (this.runId !== runId || !this.current) return;
+      this.current.lineage = run.lineage;
+      fill(this.lineageEl, this.lineage(this.current));
+    } catch {
+      /* keep the lineage shown; the next change tries again */
+    }
   }
 
   async show(runId: string): Promise<void> {
@@ -39,13 +95,22 @@ export class RunDetailView {
   }
 
   private render(run: RunDetail): void {
+    this.current = run;
     const duration = (run.finished ?? run.updated) - run.created;
+    fill(this.lineageEl, this.lineage(run));
+    this.renderOps(run);
     fill(this.el,
       h("div", { class: "detail-head" }, this.backButton(),
         h("h2", { id: "detail-name" }, run.name),
-        h("span", { class: `status status-${run.status}` }, run.status),
+        h("span", { class: `status status-${run.status}`, id: "detail-status" }, run.status),
         h("span", { class: "muted" }, `id ${run.id}`),
-        run.group ? h("span", { class: "muted" }, `group ${run.group}`) : null),
+        run.group ? h("span", { class: "muted" }, `group ${run.group}`) : null,
+        actionButtons(run, "detail"),
+        (() => {
+          const el = opStatus(run.id, "detail");
+          el.id = "detail-op-status";
+          return el;
+        })()),
       h("p", { class: "muted" }, `created ${fmtTime(run.created)}`,
         run.finished ? ` · finished ${fmtTime(run.finished)}` : "",
         ` · ${fmtDuration(duration)} · last step ${run.last_step >= 0 ? run.last_step : "none"}`),
@@ -53,8 +118,10 @@ export class RunDetailView {
         this.section("Config", kvTable(flatten(run.config))),
         this.section("Summary", kvTable(flatten(run.summary))),
         this.section("Tags and notes", this.editor(run)),
-        this.section("Lineage", this.lineage(run)),
+        this.section("Lineage", this.lineageEl),
         this.section("Alerts", this.alerts(run))),
+      state.experiment || state.opsOf(run.id).length
+        ? this.section("Ops (audit trail)", this.opsEl) : null,
       this.section("Media", this.media(run)),
       this.section("System metrics", this.system(run)));
   }
@@ -95,14 +162,58 @@ export class RunDetailView {
     return h("button", { type: "button", class: "link", onclick: () => this.open(id) }, name);
   }
 
+  /** Parent and children in words, and the clone family as a tree (links to each run). */
   private lineage(run: RunDetail): HTMLElement {
     const parent = run.lineage.parent;
     const children = run.lineage.children;
-    return h("div", {},
-      h("p", {}, "Parent: ", parent ? this.link(parent.id, parent.name) : run.parent ?? "none",
+    const tree = run.lineage.tree ?? [];
+    const kids = new Map<string | null, LineageNode[]>();
+    tree.forEach((n) => {
+      if (!kids.has(n.parent)) kids.set(n.parent, []);
+      kids.get(n.parent)!.push(n);
+    });
+    const branch = (nodes: LineageNode[], depth: number): HTMLElement => h("ul", {
+      class: depth ? "tree" : "tree tree-root", role: depth ? "group" : "tree",
+      "aria-label": depth ? null : "clone lineage",
+    }, ...nodes.map((n) => {
+      const sub = kids.get(n.id) ?? [];
+      const label = n.id === run.id
+        ? h("strong", { class: "tree-self", "aria-current": "true" }, n.name)
+        : this.link(n.id, n.name);
+      return h("li", { role: "treeitem", "data-run": n.id, "aria-expanded": sub.length ? "true" : null },
+        label, " ", h("span", { class: `status status-${n.status}` }, n.status),
+        n.parent && n.parent_step !== null
+          ? h("span", { class: "muted" }, ` from step ${n.parent_step}`) : null,
+        sub.length && depth < 50 ? branch(sub, depth + 1) : null);
+    }));
+    const roots = tree.filter((n) => !n.parent);
+    return h("div", { class: "lineage" },
+      h("p", { id: "lineage-parent" }, "Parent: ",
+        parent ? this.link(parent.id, parent.name) : run.parent ?? "none",
         run.parent_step !== null ? ` (at step ${run.parent_step})` : ""),
-      h("p", {}, `Children (${children.length}): `,
-        ...children.flatMap((c, i) => [i ? ", " : "", this.link(c.id, c.name)])));
+      h("p", { id: "lineage-children" }, `Children (${children.length}): `,
+        ...children.flatMap((c, i) => [i ? ", " : "", this.link(c.id, c.name)])),
+      tree.length > 1 ? branch(roots, 0) : null);
+  }
+
+  /** The run's ops, newest first: what, from where and whom, what became of it, when. */
+  private renderOps(run: RunDetail): void {
+    const ops = state.opsOf(run.id).reverse();
+    if (!ops.length) {
+      fill(this.opsEl, h("p", { class: "muted" }, "No ops yet."));
+      return;
+    }
+    fill(this.opsEl, h("div", { class: "table-wrap" }, h("table", { class: "ops-table" },
+      h("thead", {}, h("tr", {}, ...["#", "op", "arguments", "source", "actor", "status", "reason",
+                                      "requested", "applied"].map((c) => h("th", { scope: "col" }, c)))),
+      h("tbody", {}, ...ops.map((o) => h("tr", { "data-op-id": o.id, "data-op-status": o.status,
+                                                 "data-op-kind": o.kind },
+        h("td", { class: "num" }, o.id), h("td", {}, o.kind), h("td", {}, argsText(o)),
+        h("td", {}, o.source), h("td", { class: "actor" }, o.actor ?? ""),
+        h("td", {}, h("span", { class: `op-badge op-badge-${o.status}` }, o.status)),
+        h("td", { class: "reason" }, o.status === "rejected" ? o.reason ?? "" :
+          o.kind === "clone" && typeof o.result.name === "string" ? `→ ${o.result.name}` : ""),
+        h("td", {}, fmtTime(o.created)), h("td", {}, fmtTime(o.applied))))))));
   }
 
   private alerts(run: RunDetail): HTMLElement {
@@ -171,6 +282,7 @@ export class RunDetailView {
 
   hide(): void {
     this.runId = null;
+    this.current = null;
     this.charts.forEach((c) => c.destroy());
     this.charts = [];
   }

@@ -2,7 +2,7 @@
 // the cursor (new points, run status and summary changes); the browser reconnects by itself
 // and resumes from the last event id.
 
-import { Json, RunInfo, query } from "./api";
+import { Json, OpInfo, RunInfo, query } from "./api";
 
 export interface PointsEvent {
   run: string;
@@ -17,6 +17,10 @@ export interface LiveHandlers {
   run: (run: RunInfo) => void;
   points: (batch: PointsEvent[]) => void;
   status: (status: "connecting" | "live" | "offline") => void;
+  /** A control op that is new or changed status. */
+  op: (op: OpInfo) => void;
+  /** The experiment's controller started or ended. */
+  controller: (state: { experiment: boolean; alive: boolean }) => void;
 }
 
 /** Points events are handed over in small batches, so that a key used as x axis and the
@@ -30,15 +34,24 @@ export class LiveClient {
 
   constructor(private handlers: LiveHandlers) {}
 
-  /** Subscribe to `runs` of `project` (runs created later come too), from `cursor`. */
-  connect(project: string, cursor: string, runs: string[]): void {
+  /** Subscribe to `runs` of `project` (runs created later come too), from `cursor`; ops
+   *  with id >= `opsFrom` are (re)sent, then every op change. */
+  connect(project: string, cursor: string, runs: string[], opsFrom: number | null = null): void {
     this.close();
     this.handlers.status("connecting");
     const source = new EventSource(`/api/stream${query({ project, cursor,
-                                                          runs: runs.join(",") })}`);
+                                                          runs: runs.join(","),
+                                                          ops_from: opsFrom })}`);
     this.source = source;
-    source.addEventListener("hello", () => this.handlers.status("live"));
+    source.addEventListener("hello", (e) => {
+      this.handlers.status("live");
+      const hello = JSON.parse((e as MessageEvent).data || "{}");
+      if (hello.controller) this.handlers.controller(hello.controller);
+    });
     source.addEventListener("run", (e) => this.handlers.run(JSON.parse((e as MessageEvent).data)));
+    source.addEventListener("op", (e) => this.handlers.op(JSON.parse((e as MessageEvent).data)));
+    source.addEventListener("controller",
+      (e) => this.handlers.controller(JSON.parse((e as MessageEvent).data)));
     source.addEventListener("points", (e) => {
       this.pending.push(JSON.parse((e as MessageEvent).data));
       if (!this.timer) {

@@ -5,6 +5,7 @@ import "uplot/dist/uPlot.min.css";
 import "./style.css";
 import { ApiError, RunInfo, api, setToken } from "./api";
 import { ema, movingAverage } from "./chartdata";
+import { setOpenRun } from "./control";
 import { debounce, fill, h, notice } from "./dom";
 import { MetricGrid } from "./grid";
 import { LiveClient, PointsEvent, encodeCursor } from "./live";
@@ -29,6 +30,22 @@ let lastView: View = "charts";
 const live = new LiveClient({
   run: onRunEvent,
   points: onPoints,
+  op: (op) => {
+    if (op.project !== state.project) return;
+    state.putOp(op);
+    state.emit("ops");
+    if (op.kind === "delete" && op.status === "applied" && op.result.purged && op.run
+        && state.run(op.run)) {  // purged: the run and its data are gone
+      state.runs = state.runs.filter((r) => r.id !== op.run);
+      state.emit("runs");
+      state.emit("selection");
+    }
+  },
+  controller: (c) => {
+    state.experiment = c.experiment;
+    state.controllerAlive = c.alive;
+    state.emit("ops");
+  },
   status: (s) => {
     state.liveStatus = s;
     liveBadge.textContent = s === "live" ? "● live" : s === "connecting" ? "○ connecting" : "○ offline";
@@ -124,15 +141,36 @@ async function openProject(name: string): Promise<void> {
   state.filters = [];
   state.statuses = [];
   state.keys = [];
+  state.ops = new Map();
+  state.experiment = false;
+  state.controllerAlive = false;
   projectSelect.value = name;
   live.close();
   subscribed = null;
   main.replaceChildren(notice("loading", "Loading runs…"));
+  await loadOps();
   const ok = await loadRuns(true);
   setView(state.view === "run" ? "charts" : state.view);
   if (!ok) return;
   await loadKeys();
   subscribe();
+}
+
+/** The project's control ops (audit trail) and whether its controller runs. */
+async function loadOps(): Promise<void> {
+  if (!state.project) return;
+  const project = state.project;
+  try {
+    const res = await api.ops(project);
+    if (project !== state.project) return;
+    state.ops = new Map(res.ops.map((o) => [o.id, o]));
+    state.opsStart = res.ops_from;
+    state.experiment = res.experiment;
+    state.controllerAlive = res.controller_alive;
+    state.emit("ops");
+  } catch (err) {
+    runList.showError(err instanceof ApiError ? err.message : String(err));
+  }
 }
 
 /** (Re)open the live stream for the runs drawn, from what the page knows of them. */
@@ -144,7 +182,7 @@ function subscribe(): void {
   const cursor: Record<string, number> = {};
   shown.forEach((r) => { cursor[r.id] = r.last_step; });
   subscribed = shown.map((r) => r.id).join(",");
-  live.connect(state.project, encodeCursor(cursor), shown.map((r) => r.id));
+  live.connect(state.project, encodeCursor(cursor), shown.map((r) => r.id), state.opsFrom());
 }
 
 // Ticking runs on or off changes the subscription (after the first one is open).
@@ -166,6 +204,7 @@ async function loadRuns(fresh: boolean): Promise<boolean> {
     const res = await api.runs({
       project: state.project, search: regex ? text.slice(1, -1) : text, regex,
       status: state.statuses, filter: state.filters, sort: state.sort,
+      deleted: state.showDeleted,
     });
     if (mine !== runsRequest) return false;
     runList.showError(null);
@@ -203,8 +242,18 @@ const refreshTable = debounce(() => {
 
 function onRunEvent(run: RunInfo): void {
   if (run.project !== state.project) return;
+  detail.onRun(run);
   const listed = state.run(run.id);
-  if (listed) {
+  const hidden = run.status === "deleted" && !state.showDeleted
+    && !state.statuses.includes("deleted");
+  if (listed && hidden) {  // deleted: leave the list (the "show deleted" toggle brings it back)
+    state.runs = state.runs.filter((r) => r.id !== run.id);
+    state.total = Math.max(0, state.total - 1);
+    state.emit("runs");
+    state.emit("selection");
+  } else if (hidden) {
+    return;
+  } else if (listed) {
     Object.assign(listed, run);
     state.emit("live");
     refreshTable();
@@ -250,6 +299,8 @@ function onPoints(batch: PointsEvent[]): void {
 // -- keyboard ------------------------------------------------------------------------------
 function onKey(e: KeyboardEvent): void {
   const target = e.target as HTMLElement;
+  // A dialog (confirmation, clone form) handles its own keys: Escape closes only it.
+  if (target?.closest?.("dialog") || document.querySelector("dialog[open]")) return;
   const typing = target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA"
     || target.tagName === "SELECT" || target.isContentEditable);
   if (e.key === "Escape" && state.view === "run") {
@@ -303,6 +354,8 @@ async function boot(): Promise<void> {
   const run = params.get("run");
   if (run) openRun(run);
 }
+
+setOpenRun((id) => openRun(id));
 
 // Hooks for tests and debugging.
 (window as unknown as Record<string, unknown>).__rf = {

@@ -1,7 +1,9 @@
 // The run list: search (text or /regex/), status and config filters (evaluated by the
-// server), sort, and per run: show on charts, colour, status, open its detail.
+// server), sort, and per run: show on charts, colour, status, open its detail; for the runs
+// of an experiment, Stop / Resume / Delete / Clone buttons and the live status of its ops.
 
 import { RunInfo } from "./api";
+import { actionButtons, fillButtons, fillOpStatus, opStatus } from "./control";
 import { debounce, fmt, h, lookup } from "./dom";
 import { state } from "./state";
 
@@ -14,6 +16,7 @@ export class RunList {
   private chips: HTMLElement;
   private errorEl: HTMLElement;
   private rows = new Map<string, HTMLElement>();
+  private controllerNote: HTMLElement;
 
   /** `reload` asks the server for the list again with the current query. */
   constructor(private reload: () => void, private open: (run: string) => void) {
@@ -62,6 +65,17 @@ export class RunList {
     },
     h("option", { value: "" }, "oldest first"), h("option", { value: "-created" }, "newest first"),
     h("option", { value: "name" }, "name"), h("option", { value: "status" }, "status"));
+    const showDeleted = h("label", { class: "check" }, h("input", {
+      type: "checkbox", id: "show-deleted",
+      onchange: (e: Event) => {
+        state.showDeleted = (e.target as HTMLInputElement).checked;
+        this.reload();
+      },
+    }), " show deleted");
+    this.controllerNote = h("div", { id: "controller-note", class: "notice pending-note",
+                                     role: "status", hidden: true },
+      "No controller is running for this experiment: ops stay pending until the experiment "
+      + "runs (run_fit(..., resume=True) or Experiment.attach(name).resume_all()).");
     const all = h("button", {
       type: "button", class: "small", id: "select-all",
       onclick: () => {
@@ -80,11 +94,24 @@ export class RunList {
     }, "None");
     this.el = h("aside", { class: "sidebar", "aria-label": "runs" },
       h("div", { class: "sidebar-head" }, h("h2", {}, "Runs "), this.count),
-      search, filter, this.chips, statuses,
+      search, filter, this.chips, statuses, showDeleted,
       h("div", { class: "row" }, sort, all, none),
-      this.errorEl, this.list);
+      this.controllerNote, this.errorEl, this.list);
     state.on("runs", () => this.render());
     state.on("live", () => this.refreshRows());
+    state.on("ops", () => this.refreshOps());
+  }
+
+  /** Op status next to each run, and the note when no controller runs. */
+  private refreshOps(): void {
+    this.controllerNote.hidden = !state.experiment || state.controllerAlive;
+    for (const r of state.runs) {
+      const li = this.rows.get(r.id);
+      const el = li?.querySelector<HTMLElement>(".op-status");
+      if (el) fillOpStatus(el, r.id);
+      const box = li?.querySelector<HTMLElement>(".op-buttons");
+      if (box) fillButtons(box, r);
+    }
   }
 
   showError(message: string | null): void {
@@ -138,7 +165,8 @@ export class RunList {
       h("button", { type: "button", class: "link run-name", title: `${r.name} (${r.id}): details`,
                     onclick: () => this.open(r.id) }, r.name),
       h("span", { class: `status status-${r.status}` }, r.status),
-      h("span", { class: "hint" }, this.configHint(r)));
+      h("span", { class: "hint" }, this.configHint(r)),
+      h("div", { class: "run-actions" }, actionButtons(r, "list"), opStatus(r.id, "list")));
   }
 
   render(): void {
@@ -154,6 +182,7 @@ export class RunList {
           ? "No runs in this project yet." : "No run matches."));
     }
     this.count.textContent = `${state.selected.size} shown · ${state.runs.length} listed`;
+    this.controllerNote.hidden = !state.experiment || state.controllerAlive;
   }
 
   /** Update status badges in place (live changes) without rebuilding the list. */
@@ -163,9 +192,11 @@ export class RunList {
       if (!li) continue;
       li.dataset.status = r.status;
       const badge = li.querySelector(".status");
-      if (badge) {
+      if (badge && badge.textContent !== r.status) {
         badge.className = `status status-${r.status}`;
         badge.textContent = r.status;
+        const box = li.querySelector<HTMLElement>(".op-buttons");
+        if (box) fillButtons(box, r);
       }
     }
   }

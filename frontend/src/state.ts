@@ -1,12 +1,12 @@
 // The page's state and who to tell when it changes. Views subscribe to named topics.
 
-import { KeyInfo, Project, RunInfo } from "./api";
+import { KeyInfo, OpInfo, Project, RunInfo } from "./api";
 import { paletteColor } from "./colors";
 
 export type View = "charts" | "table" | "parallel" | "run";
 export type Smoothing = "none" | "ema" | "ma";
 export type Topic = "projects" | "runs" | "selection" | "keys" | "chartOptions" | "view" | "theme"
-  | "live";
+  | "live" | "ops";
 
 /** Most runs drawn by default when a project opens (the rest can be selected). */
 export const DEFAULT_SELECTED = 200;
@@ -43,6 +43,17 @@ export class State {
   maWindow = 9;
   groupBy = "";
   parallelMetric = "";
+
+  /** Control ops of the project by id (the audit trail, kept live). */
+  ops = new Map<number, OpInfo>();
+  /** Whether the project is an engine experiment (its runs have control buttons). */
+  experiment = false;
+  /** Whether the experiment's controller runs now (else ops wait for it). */
+  controllerAlive = false;
+  /** The first op id the page may not know in its final state (for the live stream). */
+  opsStart = 1;
+  /** List deleted runs too. */
+  showDeleted = false;
 
   liveStatus: "connecting" | "live" | "offline" = "connecting";
   theme: "light" | "dark" = "light";
@@ -91,6 +102,35 @@ export class State {
         }
       }
     }
+  }
+
+  /** Take an op (new or changed). */
+  putOp(op: OpInfo): void {
+    if (op.project !== this.project) return;
+    this.ops.set(op.id, op);
+  }
+
+  /** Ops of a run, oldest first. */
+  opsOf(run: string): OpInfo[] {
+    return [...this.ops.values()].filter((o) => o.run === run).sort((a, b) => a.id - b.id);
+  }
+
+  /** The newest op of a run, if any. */
+  lastOp(run: string): OpInfo | undefined {
+    const ops = this.opsOf(run);
+    return ops[ops.length - 1];
+  }
+
+  /** Where the live stream should resume ops: the first op still pending, else one past
+   *  the newest op known. */
+  opsFrom(): number {
+    let first = Infinity;
+    let last = this.opsStart - 1;
+    this.ops.forEach((o) => {
+      if (o.status === "pending") first = Math.min(first, o.id);
+      last = Math.max(last, o.id);
+    });
+    return Number.isFinite(first) ? Math.min(first, last + 1) : last + 1;
   }
 
   toggle(id: string, on: boolean): void {

@@ -136,7 +136,9 @@ def test_keys_and_run_detail(client: TestClient) -> None:
     detail = client.get("/api/run", params={"project": "demo", "run": run_id}).json()
     assert detail["config"]["lr"] == 0.01 and detail["alerts"][0]["title"] == "slow start"
     assert {m["type"] for m in detail["media"]} == {"image", "table", "histogram"}
-    assert detail["lineage"] == {"parent": None, "children": []}
+    assert detail["lineage"] == {"parent": None, "children": [], "tree": [
+        {"id": run_id, "name": "run-1", "status": "completed", "parent": None,
+         "parent_step": None}]}
     by_type = {m["type"]: m["index"] for m in detail["media"]}
     image = client.get("/api/media/file", params={"project": "demo", "run": run_id,
                                                   "index": by_type["image"]})

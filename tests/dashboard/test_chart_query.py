@@ -100,15 +100,16 @@ def test_text_series_are_never_summarised(tmp_path: Path) -> None:
 def test_schema_1_database_migrates_and_gets_summaries(tmp_path: Path) -> None:
     store = _store_with_series(tmp_path, n=20_000, runs=1)
     store.close()
-    # Turn it back into a schema-1 file: no summaries table, user_version 1.
+    # Turn it back into a schema-1 file: no summaries (nor later) tables, user_version 1.
     conn = sqlite3.connect(tmp_path / "runfleet.db")
     conn.execute("DROP TRIGGER segment_summaries_follow")
     conn.execute("DROP TABLE segment_summaries")
+    conn.execute("DROP TABLE ops")
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()
     store = SQLiteStore.open(tmp_path / "runfleet.db")
-    assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 2
     before = store.series_blocks(1, "loss", coarse=True)
     assert before.blocks is None and len(before.points.steps) == 20_000  # decoded instead
     assert store.fill_summaries(limit=2) == 2

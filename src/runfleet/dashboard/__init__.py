@@ -6,7 +6,9 @@ Modules, one job each:
 * ``routes``: the JSON API endpoints; ``spec``: their declared parameters, validation and
   the OpenAPI document;
 * ``query``: reads of the home (runs, chart data, media, exports), no HTTP;
-* ``live``: Server-Sent Events with new points and run changes since a cursor;
+* ``control``: control ops (stop, resume, delete, clone) asked from the page, and their
+  audit trail;
+* ``live``: Server-Sent Events with new points, run and op changes since a cursor;
 * ``security``: loopback host check, cross-site write refusal, the write token;
 * ``server``: ``runfleet show``: port choice, token, uvicorn;
 * ``jsonio``: strict JSON (and base64) encoding of numpy arrays.

@@ -9,12 +9,19 @@ query, no history) every :data:`POLL_S` seconds and sends
 * ``event: points`` with ``{run, key, steps, times, values}``: only the points logged after
   the cursor's step for that run (more than :data:`LIVE_MAX_POINTS` at once are thinned to
   min/max pairs, so a fast run never floods the page);
+* ``event: op`` with a control op's JSON (see ``control.py``) when it is new or its status
+  changed (pending -> applied or rejected), for every run of the project;
+* ``event: controller`` with ``{experiment, alive}`` when a controller starts or ends (the
+  first event, ``hello``, carries it as ``{"controller": {...}}``);
 * an ``id:`` line carrying the new cursor, which the browser sends back as
   ``Last-Event-ID`` when it reconnects, so nothing is sent twice or lost.
 
-The cursor is base64url JSON ``{run id: last step sent}``. Runs absent from it start at their
+The cursor is base64url JSON ``{run id: last step sent}``, or ``{"r": {run id: step},
+"o": N}`` once ops are followed: every op with id >= N is (re)sent, so N is the first op
+that was still pending (or one past the last op sent). Runs absent from it start at their
 current last step (the page just fetched their history); runs created after the stream
-opened are sent from their first point.
+opened are sent from their first point. Without an op position (``ops_from``), only op
+changes after the stream opened are sent.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import anyio
 import numpy as np
 
 from runfleet.api import Api
-from runfleet.dashboard import jsonio
+from runfleet.dashboard import control, jsonio
 from runfleet.dashboard.query import SYSTEM_PREFIX, run_json
 from runfleet.dashboard.spec import ApiError
 from runfleet.downsample import min_max_buckets
@@ -41,31 +48,51 @@ HEARTBEAT_S = 15.0
 LIVE_MAX_POINTS = 2000
 
 
-def encode_cursor(steps: dict[str, int]) -> str:
-    """The cursor token for ``{run id: last step known}``."""
-    raw = json.dumps(steps, separators=(",", ":")).encode("utf-8")
+CONTROLLER_CHECK_S = 1.0
+
+
+def encode_cursor(steps: dict[str, int], ops_from: int | None = None) -> str:
+    """The cursor token for ``{run id: last step known}`` (and the first op to send)."""
+    data: Any = steps if ops_from is None else {"r": steps, "o": ops_from}
+    raw = json.dumps(data, separators=(",", ":")).encode("utf-8")
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
-def decode_cursor(token: str) -> dict[str, int]:
-    """Inverse of :func:`encode_cursor`; :class:`ApiError` 400 for a malformed token."""
+def decode_token(token: str) -> tuple[dict[str, int], int | None]:
+    """Inverse of :func:`encode_cursor`: steps and the op position (None when absent);
+    :class:`ApiError` 400 for a malformed token."""
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         data = json.loads(raw.decode("utf-8"))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError(400, "malformed cursor (expected the token the API returned)") from None
+    ops_from = None
+    if isinstance(data, dict) and isinstance(data.get("r"), dict):
+        position: Any = data.get("o")
+        if not (_is_int(position) and position >= 0 and set(data) == {"r", "o"}):
+            raise ApiError(400, "malformed cursor (expected an op position)")
+        ops_from = int(position)
+        data = data["r"]
     if not isinstance(data, dict) or not all(
-            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
-            for k, v in data.items()):
+            isinstance(k, str) and _is_int(v) for k, v in data.items()):
         raise ApiError(400, "malformed cursor (expected {run id: step})")
-    return data
+    return data, ops_from
+
+
+def decode_cursor(token: str) -> dict[str, int]:
+    """The steps of a cursor token (see :func:`decode_token`)."""
+    return decode_token(token)[0]
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 class LiveWatcher:
     """Finds what changed in a project since the last call to :meth:`poll`."""
 
     def __init__(self, api: Api, project: str, runs: list[str] | None,
-                 cursor: dict[str, int]) -> None:
+                 cursor: dict[str, int], ops_from: int | None = None) -> None:
         self.api = api
         self.project = project
         states = api.store.run_states(project)
@@ -78,13 +105,46 @@ class LiveWatcher:
         watched = [by_id[r] for r in runs] if runs else states
         self.watched = {s.rid for s in watched}
         self.cursor = {s.rid: cursor.get(s.id, s.last_step) for s in watched}
+        # Ops: every op with id >= ops_from may be unsent or still change; op_status holds
+        # what was sent of those. Without a position, the ops as they are now count as sent.
+        self.op_status: dict[int, str] = {}
+        if ops_from is None:
+            current = api.store.ops(project)
+            ops_from = control.ops_from(current, 0)
+            self.op_status = {op.id: op.status for op in current if op.id >= ops_from}
+        self.ops_from = ops_from
+        self.controller = control.controller_state(api.home.root, project)
+        self.controller_checked = time.monotonic()
 
     def token(self) -> str:
         """The cursor token for what has been sent so far."""
-        return encode_cursor({self.ids[rid]: step for rid, step in self.cursor.items()})
+        return encode_cursor({self.ids[rid]: step for rid, step in self.cursor.items()},
+                             self.ops_from)
 
     def poll(self) -> list[tuple[str, dict[str, Any]]]:
         """Events for what changed since the previous call."""
+        events = self._poll_runs()
+        events += self._poll_ops()
+        if time.monotonic() - self.controller_checked >= CONTROLLER_CHECK_S:
+            self.controller_checked = time.monotonic()
+            state = control.controller_state(self.api.home.root, self.project)
+            if state != self.controller:
+                self.controller = state
+                events.append(("controller", dict(state)))
+        return events
+
+    def _poll_ops(self) -> list[tuple[str, dict[str, Any]]]:
+        events: list[tuple[str, dict[str, Any]]] = []
+        found = self.api.store.ops(self.project, after=self.ops_from - 1)
+        for op in found:
+            if self.op_status.get(op.id) != op.status:
+                self.op_status[op.id] = op.status
+                events.append(("op", control.op_json(op)))
+        self.ops_from = control.ops_from(found, self.ops_from - 1)
+        self.op_status = {i: st for i, st in self.op_status.items() if i >= self.ops_from}
+        return events
+
+    def _poll_runs(self) -> list[tuple[str, dict[str, Any]]]:
         store = self.api.store
         events: list[tuple[str, dict[str, Any]]] = []
         for st in store.run_states(self.project):
@@ -138,7 +198,8 @@ async def event_stream(watcher: LiveWatcher, max_seconds: float | None,
     """The SSE body: events as they happen, a comment line as heartbeat when idle. Ends
     after ``max_seconds`` or when ``stopping`` is set (the server is shutting down)."""
     started = last_sent = time.monotonic()
-    yield f"retry: 1000\nid: {watcher.token()}\nevent: hello\ndata: {{}}\n\n"
+    hello = jsonio.dumps({"controller": watcher.controller}).decode("utf-8")
+    yield f"retry: 1000\nid: {watcher.token()}\nevent: hello\ndata: {hello}\n\n"
     while max_seconds is None or time.monotonic() - started < max_seconds:
         if stopping is not None and stopping.is_set():
             return

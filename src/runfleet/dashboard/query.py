@@ -60,6 +60,35 @@ def run_json(run: ApiRun) -> dict[str, Any]:
         "last_step": run.last_step})
 
 
+def _family(run_id: str, runs: list[ApiRun]) -> list[dict[str, Any]]:
+    """The clone family of ``run_id``: its oldest ancestor in ``runs`` and every descendant
+    of that ancestor, parents before children (each with its parent and parent step)."""
+    by_id = {r.id: r for r in runs}
+    root, seen = run_id, {run_id}
+    while (parent := by_id[root].parent if root in by_id else None) in by_id:
+        if parent in seen:  # a cycle cannot be made by the engine; never loop on one
+            break
+        root = parent
+        seen.add(root)
+    children: dict[str, list[ApiRun]] = {}
+    for r in runs:
+        if r.parent:
+            children.setdefault(r.parent, []).append(r)
+    out: list[dict[str, Any]] = []
+    todo, done = [root], set()
+    while todo:
+        rid = todo.pop(0)
+        if rid in done or rid not in by_id:
+            continue
+        done.add(rid)
+        r = by_id[rid]
+        out.append({"id": r.id, "name": r.name, "status": r.status,
+                    "parent": r.parent if r.id != root else None,
+                    "parent_step": r.parent_step})
+        todo.extend(c.id for c in children.get(rid, []))
+    return out
+
+
 def _varying_first(dicts: list[dict[str, Any]], skip: tuple[str, ...] = ()) -> list[str]:
     """Keys of ``dicts`` holding a plain value (number, text, bool) in some run: those whose
     values differ between runs first, each group sorted. Media references and other nested
@@ -134,12 +163,18 @@ class Query:
         return [{"name": p.name, "run_count": p.run_count, "created": p.created,
                  "last_updated": p.last_updated} for p in self.api.projects()]
 
-    def _project_runs(self, project: str, filters: dict[str, Any] | None = None,
-                      order: str | None = None) -> list[ApiRun]:
+    def check_project(self, project: str) -> None:
+        """:class:`ApiError` 404 unless ``project`` exists."""
         if project not in {p.name for p in self.api.store.projects()}:
             raise ApiError(404, f"unknown project {project!r}")
+
+    def _project_runs(self, project: str, filters: dict[str, Any] | None = None,
+                      order: str | None = None, include_deleted: bool = False
+                      ) -> list[ApiRun]:
+        self.check_project(project)
         try:
-            return self.api.runs(project, filters=filters, order=order)
+            return self.api.runs(project, filters=filters, order=order,
+                                 include_deleted=include_deleted)
         except re.error as exc:
             raise ApiError(400, f"bad regular expression in filter: {exc}") from None
         except ValueError as exc:
@@ -147,11 +182,14 @@ class Query:
 
     def runs(self, project: str, *, search: str | None = None, regex: bool = False,
              status: Sequence[str] = (), filters: dict[str, Any] | None = None,
-             sort: str | None = None, limit: int = 1000, offset: int = 0) -> dict[str, Any]:
+             sort: str | None = None, limit: int = 1000, offset: int = 0,
+             include_deleted: bool = False) -> dict[str, Any]:
         """Runs of ``project`` matching the search (name or id; a regex with ``regex``),
         statuses and filters, sorted on the server; with the config and summary keys
-        (those that vary between runs first) and a live-update cursor."""
-        runs = self._project_runs(project, filters, sort)
+        (those that vary between runs first) and a live-update cursor. Deleted runs are
+        left out unless ``include_deleted`` (or ``status`` asks for them)."""
+        runs = self._project_runs(project, filters, sort,
+                                  include_deleted or "deleted" in status)
         if status:
             runs = [r for r in runs if r.status in status]
         if search:
@@ -199,13 +237,14 @@ class Query:
                      "parent_step": r.parent_step} for r in everyone if r.parent == run.id]
         parent = next(({"id": r.id, "name": r.name, "status": r.status}
                        for r in everyone if run.parent and r.id == run.parent), None)
+        tree = _family(run.id, everyone)
         return {
             **run_json(run),
             "metadata": jsonio.safe(run.metadata),
             "keys": [{"key": i.key, "count": i.count, "step_min": i.step_min,
                       "step_max": i.step_max, "kinds": i.kinds,
                       "system": i.key.startswith(SYSTEM_PREFIX)} for i in infos],
-            "lineage": {"parent": parent, "children": children},
+            "lineage": {"parent": parent, "children": children, "tree": tree},
             "alerts": jsonio.safe(run.alerts()),
             "media": self.media(project, run_id),
         }

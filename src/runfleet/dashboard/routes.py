@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from runfleet import __version__
 from runfleet.dashboard import jsonio, live
+from runfleet.dashboard.control import BODY_SCHEMA, Control
 from runfleet.dashboard.query import Query
 from runfleet.dashboard.spec import ApiError, Endpoint, Param, openapi, parse_params
 from runfleet.store.base import STATUSES, StoreBusyError
@@ -42,6 +43,7 @@ async def _blocking(fn: Callable[[], T]) -> T:
 
 def build_endpoints(query: Query) -> list[Endpoint]:
     """Every endpoint of the API, bound to ``query``."""
+    control = Control(query)
 
     async def health(request: Request, p: dict[str, Any]) -> Response:
         return jsonio.json_response(query.health())
@@ -58,7 +60,8 @@ def build_endpoints(query: Query) -> list[Endpoint]:
             raise ApiError(400, str(exc)) from None
         result = await _blocking(lambda: query.runs(
             p["project"], search=p["search"], regex=p["regex"], status=p["status"],
-            filters=filters, sort=p["sort"], limit=p["limit"], offset=p["offset"]))
+            filters=filters, sort=p["sort"], limit=p["limit"], offset=p["offset"],
+            include_deleted=p["deleted"]))
         return jsonio.json_response(result)
 
     async def run(request: Request, p: dict[str, Any]) -> Response:
@@ -134,11 +137,27 @@ def build_endpoints(query: Query) -> list[Endpoint]:
         return StreamingResponse(body(), media_type="text/csv; charset=utf-8", headers={
             "Content-Disposition": f'attachment; filename="{name}.csv"'})
 
+    async def list_ops(request: Request, p: dict[str, Any]) -> Response:
+        return jsonio.json_response(await _blocking(lambda: control.ops(
+            p["project"], p["run"], p["after"], p["limit"])))
+
+    async def request_op(request: Request, p: dict[str, Any]) -> Response:
+        body = await _json_body(request)
+        client = request.client.host if request.client else None
+        try:
+            op = await _blocking(lambda: control.request(body, client))
+        except StoreBusyError:
+            raise ApiError(409, "the database is busy with writes; try again") from None
+        return jsonio.json_response(op)
+
     async def stream(request: Request, p: dict[str, Any]) -> Response:
         token = request.headers.get("last-event-id") or p["cursor"]
-        cursor = live.decode_cursor(token) if token else {}
+        cursor, ops_from = live.decode_token(token) if token else ({}, None)
+        if ops_from is None:
+            ops_from = p["ops_from"]
         watcher = await _blocking(lambda: live.LiveWatcher(query.api, p["project"],
-                                                           p["runs"] or None, cursor))
+                                                           p["runs"] or None, cursor,
+                                                           ops_from))
         stopping = getattr(request.app.state, "stopping", None)
         return StreamingResponse(live.event_stream(watcher, p["max_seconds"], stopping),
                                  media_type="text/event-stream",
@@ -163,6 +182,7 @@ def build_endpoints(query: Query) -> list[Endpoint]:
                   "-summary.acc, name, created"),
             Param("limit", "integer", default=1000, minimum=1, maximum=10_000),
             Param("offset", "integer", default=0, minimum=0, maximum=10**9),
+            Param("deleted", "boolean", default=False, description="include deleted runs"),
         ), runs, not_found),
         Endpoint("/api/run", "GET", "One run: config, summary, keys, lineage, alerts, media",
                  (PROJECT, RUN), run, not_found),
@@ -204,12 +224,39 @@ def build_endpoints(query: Query) -> list[Endpoint]:
         Endpoint("/api/stream", "GET", "Live updates (Server-Sent Events)", (
             PROJECT, RUNS,
             Param("cursor", description="token from /api/runs or a previous event id"),
+            Param("ops_from", "integer", minimum=0, maximum=2**62,
+                  description="send ops with id >= this (ops_from of /api/ops); default: "
+                  "only op changes after the stream opens"),
             Param("max_seconds", "number", minimum=0.1, maximum=86_400,
                   description="close the stream after this long (default: never)"),
         ), stream, not_found, content_type="text/event-stream"),
+        Endpoint("/api/ops", "GET", "Control ops (audit trail) and the controller's state", (
+            PROJECT, Param("run", description="only the ops of this run"),
+            Param("after", "integer", default=0, minimum=0, maximum=2**62,
+                  description="only ops with a larger id"),
+            Param("limit", "integer", default=1000, minimum=1, maximum=10_000),
+        ), list_ops, not_found, description=(
+            "Ops oldest first: id, kind (stop, resume, delete, clone), run, args, source "
+            "(python, attach, cli, dashboard, policy:NAME), actor, status (pending, applied, "
+            "rejected), reason, result, created, applied. `controller_alive` says whether "
+            "the experiment's controller runs now (pending ops wait for it); `ops_from` is "
+            "the position to follow ops on /api/stream from.")),
+        Endpoint("/api/ops", "POST", "Ask for a stop, resume, delete or clone of a run", (),
+                 request_op, {**not_found, 401: "token required", 403: "cross-site write",
+                              409: "database busy", 413: "body too large",
+                              415: "not JSON"},
+                 body=BODY_SCHEMA, description=(
+                     "Writes a pending op (source dashboard) that the experiment's controller "
+                     "applies in order, or rejects with a reason; follow it on /api/stream or "
+                     "GET /api/ops. A clone may change only keys of the run's config "
+                     "(`changes` = {dotted.key: value}); an unknown key is refused at once.")),
         Endpoint("/api/openapi.json", "GET", "This description", (), spec),
     ]
     return endpoints
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -217,8 +264,8 @@ async def _json_body(request: Request) -> dict[str, Any]:
     if len(raw) > BODY_LIMIT:
         raise ApiError(413, f"request body over {BODY_LIMIT} bytes")
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        body = json.loads(raw, parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError(400, "request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise ApiError(400, "request body must be a JSON object")

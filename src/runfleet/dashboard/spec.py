@@ -209,7 +209,8 @@ def openapi(endpoints: Sequence[Endpoint], version: str) -> dict[str, Any]:
         "info": {"title": "runfleet dashboard API", "version": version,
                  "description": "Read access to a runfleet home: projects, runs, series "
                  "downsampled for charts, media, CSV export, and live updates by "
-                 "Server-Sent Events. Errors are JSON objects {\"error\": message} with a "
-                 "4xx status."},
+                 "Server-Sent Events; writes of run notes and tags and of control ops "
+                 "(stop, resume, delete, clone) for an experiment's controller. Errors are "
+                 "JSON objects {\"error\": message} with a 4xx status."},
         "paths": paths,
     }
