@@ -74,8 +74,10 @@ def login(*args: Any, **kwargs: Any) -> bool:
     return True
 
 
-def show(project: str | None = None, **kwargs: Any) -> None:
-    """Open the dashboard (``runfleet show``); not available in this version yet."""
-    raise NotImplementedError(
-        "the runfleet dashboard is not available yet; read runs with runfleet.Api() or "
-        "`runfleet runs` / `runfleet export` meanwhile")
+def show(project: str | None = None, dir: Any = None, host: str = "127.0.0.1",
+         port: int | None = None, **kwargs: Any) -> None:
+    """Serve the dashboard (like ``runfleet show``) until interrupted; trackio's
+    ``show(project=...)`` works unchanged (its other arguments are ignored)."""
+    from runfleet.dashboard.server import serve
+
+    serve(home=dir, host=host, port=port, project=project)
