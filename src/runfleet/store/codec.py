@@ -181,7 +181,7 @@ def encode_summary(kind: str, steps: npt.NDArray[np.int64], times: npt.NDArray[n
     rec["step_lo"] = s.reshape(nb, SUMMARY_BLOCK).min(axis=1)
     rec["time_lo"] = t.reshape(nb, SUMMARY_BLOCK).min(axis=1)
     rec["cnt"] = present.sum(axis=1)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # 1e308 + 1e308 is inf, on purpose
         rec["vmin"] = np.fmin.reduce(v, axis=1)
         rec["vmax"] = np.fmax.reduce(v, axis=1)
         rec["vsum"] = np.where(present, v, 0.0).sum(axis=1)
