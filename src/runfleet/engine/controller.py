@@ -206,6 +206,8 @@ class Controller:
                 self._apply(op)
             except OpError as exc:
                 self._finish_op(op, OP_REJECTED, str(exc))
+            except Exception as exc:  # one bad op must not stop the experiment
+                self._finish_op(op, OP_REJECTED, f"could not apply: {exc!r}")
 
     def _finish_op(self, op: OpRecord, status: str, reason: str | None = None,
                    result: dict[str, Any] | None = None) -> None:
@@ -229,6 +231,9 @@ class Controller:
                 self._set_status(run, STOPPED)
                 self._finish_op(op, OP_APPLIED)
         elif op.kind == "resume":
+            if run.waiting_ops:  # a stop is still in flight: resume right after it lands
+                run.waiting_ops.append(op)
+                return
             if run.status != STOPPED:
                 raise OpError(f"run {run.name} is {run.status}, not stopped")
             if run.busy:
@@ -262,10 +267,17 @@ class Controller:
         """The run just left its worker: apply the stop/delete ops that waited for it."""
         waiting, run.waiting_ops = run.waiting_ops, []
         for op in waiting:
-            if op.kind == "delete":
+            if op.kind == "delete" and run.status != DELETED:
                 self._delete(run, op)
             elif run.status in (COMPLETED, FAILED, DELETED):
                 self._finish_op(op, OP_REJECTED, f"run {run.name} is already {run.status}")
+            elif op.kind == "resume":
+                if run.status != STOPPED:
+                    self._finish_op(op, OP_REJECTED, f"run {run.name} is {run.status}, "
+                                                     f"not stopped")
+                else:
+                    self._set_status(run, RUNNING if run.next_step else PENDING)
+                    self._finish_op(op, OP_APPLIED)
             else:
                 self._set_status(run, STOPPED)
                 self._finish_op(op, OP_APPLIED)
