@@ -151,6 +151,15 @@ def test_cli_controls_a_running_experiment(home: Path) -> None:
         good = cli("clone", second, "--set", "learning_rate=0.02", "--name", "faster")
         assert good.returncode == 0 and "new run" in good.stdout, good.stderr
         assert cli("resume", first).returncode == 0
+        # A resume sent right behind a stop waits for the stop to land, then applies.
+        wait_for(lambda: runfleet.Api(home).run("ctl", first).status == "running")
+        stop_op = exp.stop(first, wait=False)
+        resume_op = exp.resume(first, wait=False)
+        from runfleet.engine.ops import wait_op
+        from runfleet.home import Home
+
+        assert wait_op(Home.resolve(home), stop_op.id).status == "applied"
+        assert wait_op(Home.resolve(home), resume_op.id).status == "applied"
         assert cli("delete", second).returncode == 0
         proc.wait(timeout=300)
     finally:
@@ -160,4 +169,4 @@ def test_cli_controls_a_running_experiment(home: Path) -> None:
     api = runfleet.Api(home)
     statuses = {r.name: r.status for r in api.runs("ctl", include_deleted=True)}
     assert statuses == {"run-1": "completed", "run-2": "deleted", "faster": "completed"}
-    assert [o.source for o in exp.ops()] == ["cli"] * 5
+    assert [o.source for o in exp.ops()] == ["cli"] * 4 + ["attach"] * 2 + ["cli"]
