@@ -71,7 +71,7 @@ class EngineRun:
     busy: bool = False
     worker: int | None = None
     task_id: int | None = None
-    attempts: dict[int, int] = field(default_factory=dict)
+    deaths: dict[int, int] = field(default_factory=dict)  # worker deaths per chunk
     last_step: dict[str, int] = field(default_factory=dict)
     loss: float | None = None
     timings: list[dict[str, float]] = field(default_factory=list)
@@ -176,7 +176,10 @@ class Controller:
                     break
                 self._assign()
                 for event in self.executor.poll(self.poll_s):
-                    self._handle(event)
+                    try:
+                        self._handle(event)
+                    except Exception as exc:  # one bad event must not stop the experiment
+                        self._event_failed(event, exc)
                 for worker in self.executor.dead_workers():
                     self._worker_died(worker)
                 if self.progress:
@@ -278,6 +281,8 @@ class Controller:
                 else:
                     self._set_status(run, RUNNING if run.next_step else PENDING)
                     self._finish_op(op, OP_APPLIED)
+            elif run.status == STOPPED:
+                self._finish_op(op, OP_REJECTED, f"run {run.name} is already stopped")
             else:
                 self._set_status(run, STOPPED)
                 self._finish_op(op, OP_APPLIED)
@@ -301,7 +306,8 @@ class Controller:
     def _set_status(self, run: EngineRun, status: str) -> None:
         run.status = status
         run.tracker.set_status(status)
-        run.tracker._writer.wake()  # status changes should be visible at once
+        # Durable before the op that caused it is marked applied (and visible at once).
+        run.tracker._writer.flush()
 
     # -- scheduling -------------------------------------------------------------------------------
     def _assign(self) -> None:
@@ -317,8 +323,7 @@ class Controller:
             run = self.by_id[run_id]
             chunk = run.current_chunk
             end = run.plan_chunks[chunk][1]
-            attempt = run.attempts.get(chunk, 0) + 1
-            run.attempts[chunk] = attempt
+            attempt = run.deaths.get(chunk, 0) + 1  # stops and resumes do not count
             task = ChunkTask(next(self._task_ids), run.spec, chunk, run.next_step, end,
                              run.state_key, attempt)
             run.busy, run.worker, run.task_id = True, worker, task.task_id
@@ -340,6 +345,18 @@ class Controller:
             self._chunk_done(event)
         elif isinstance(event, TaskFailed):
             self._failed(event)
+
+    def _event_failed(self, event: Any, exc: Exception) -> None:
+        import traceback
+
+        run = self.by_id.get(getattr(event, "run_id", "") or
+                             getattr(getattr(event, "result", None), "run_id", ""))
+        if run is None:
+            raise exc
+        if run.worker is not None and run.busy and isinstance(event, (ChunkDone, TaskFailed)):
+            self._release(run.worker, run)
+        self._fail_run(run, f"the controller could not handle {type(event).__name__}: {exc!r}",
+                       traceback.format_exc())
 
     def _metrics(self, event: StepMetrics) -> None:
         run = self.by_id.get(event.run_id)
@@ -376,9 +393,11 @@ class Controller:
         run.next_step = result.end_step
         run.state_key = result.state_key
         run.timings.append(result.timings)
-        if self.checkpoints is not None:
-            self.checkpoints.prune(result.state_key)
         run.tracker.set_metadata("engine", run.engine_state())
+        if self.checkpoints is not None:
+            # Only once the new checkpoint is recorded durably may the older ones go.
+            run.tracker._writer.flush()
+            self.checkpoints.prune(result.state_key)
         if run.chunks_done > before:
             run.metric_at_chunk[run.chunks_done] = dict(run.latest)
         if run.next_step >= run.spec.plan.total_steps:
@@ -392,17 +411,30 @@ class Controller:
         if isinstance(self.stopping, NoStopping) or self.store is None:
             return
         metric = getattr(self.stopping, "metric", "")
-        progress = [RunProgress(r.index, r.spec.run_id, r.chunks_done, r.num_chunks,
-                                r.status in (PENDING, RUNNING) and not r.waiting_ops,
-                                {c: m[metric] for c, m in r.metric_at_chunk.items()
-                                 if metric in m})
-                    for r in self.runs]
-        for run_id, reason in self.stopping.decide(progress):
+        try:
+            decisions = self._stopping_decisions(metric)
+        except Exception as exc:  # a broken policy is switched off, the runs go on
+            import warnings
+
+            warnings.warn(f"stopping policy {self.stopping!r} failed and is off: {exc!r}",
+                          RuntimeWarning, stacklevel=2)
+            self.stopping = NoStopping()
+            return
+        for run_id, reason in decisions:
             policy = type(self.stopping).__name__
             self.store.add_op(self.project, "stop", run_id, {"reason": reason},
                               f"policy:{policy}", policy)
             self.by_id[run_id].tracker.alert("stopped by policy", reason, "info")
         self._poll_ops(force=True)
+
+    def _stopping_decisions(self, metric: str) -> list[tuple[str, str]]:
+        progress = [RunProgress(r.index, r.spec.run_id, r.chunks_done, r.num_chunks,
+                                r.status in (PENDING, RUNNING) and not r.waiting_ops,
+                                {c: m[metric] for c, m in r.metric_at_chunk.items()
+                                 if metric in m})
+                    for r in self.runs]
+        return [(run_id, reason) for run_id, reason in self.stopping.decide(progress)
+                if run_id in self.by_id]
 
     def _failed(self, event: TaskFailed) -> None:
         run = self.by_id[event.run_id]
@@ -429,7 +461,8 @@ class Controller:
         if lost is not None:
             task, run = lost
             run.busy, run.worker, run.task_id = False, None, None
-            if task.attempt >= MAX_ATTEMPTS:
+            run.deaths[task.chunk] = run.deaths.get(task.chunk, 0) + 1
+            if run.deaths[task.chunk] >= MAX_ATTEMPTS:
                 self._fail_run(run, f"worker died twice while training chunk {task.chunk}",
                                "the worker process exited unexpectedly (killed or crashed)")
             else:

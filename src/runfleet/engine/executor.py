@@ -113,7 +113,10 @@ class LocalExecutor(Executor):
         self._reported_dead.discard(index)
 
     def submit(self, worker: int, task: ChunkTask) -> None:
-        self._tasks[worker].send_bytes(cloudpickle.dumps(task))
+        # A worker that just died cannot take it: dead_workers() reports it and the
+        # controller retries the task, which it still counts as in flight.
+        with contextlib.suppress(OSError, ValueError):
+            self._tasks[worker].send_bytes(cloudpickle.dumps(task))
 
     def send(self, worker: int, message: Any) -> None:
         if worker in self._reported_dead or self._procs[worker] is None:

@@ -8,6 +8,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import cloudpickle
@@ -15,7 +16,7 @@ import psutil
 
 from runfleet.engine.checkpoint import CheckpointStore
 from runfleet.engine.chunking import StepPlan
-from runfleet.engine.controller import Controller, EngineRun, OpError
+from runfleet.engine.controller import Controller, EngineError, EngineRun, OpError
 from runfleet.engine.executor import Executor, LocalExecutor, WorkerSetup
 from runfleet.engine.ops import OpRejectedError, request_op, wait_op
 from runfleet.engine.policy import FairRoundRobin, SchedulingPolicy, StoppingPolicy
@@ -33,7 +34,16 @@ from runfleet.fit.configs import (
     TorchConfig,
 )
 from runfleet.home import Home
-from runfleet.store.base import OP_APPLIED, OP_REJECTED, PENDING, RUNNING, STOPPED, OpRecord
+from runfleet.store.base import (
+    COMPLETED,
+    OP_APPLIED,
+    OP_REJECTED,
+    PENDING,
+    RUNNING,
+    STOPPED,
+    OpRecord,
+    Store,
+)
 from runfleet.tracking import homes
 from runfleet.tracking.names import new_run_id
 from runfleet.tracking.session import start_run
@@ -198,6 +208,11 @@ class Experiment:
             if run.state_key and not self.checkpoints().exists(run.state_key):
                 run.next_step, run.state_key = 0, None  # never recorded on disk: start over
             run.last_step = {k.key: k.step_max for k in store.keys(record.rid)}
+            if run.next_step >= entry.spec.plan.total_steps and run.status in (PENDING, RUNNING):
+                run.status = COMPLETED  # it finished just before the crash
+                tracker.finish(status=COMPLETED)
+            if saved.stopping is not None:
+                run.metric_at_chunk = _metrics_at_chunk_ends(store, record.rid, run)
             runs.append(run)
         return self._drive(saved, runs, workers, progress, executor)
 
@@ -217,9 +232,7 @@ class Experiment:
             store=homes.get(self.home).store, checkpoints=self.checkpoints(),
             stopping=saved.stopping, clone_factory=self._clone)
         self.last_controller = controller
-        lease = self.dir / _LEASE_FILE
-        lease.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                     "started": time.time()}))
+        lease = self._take_lease()
         executor.start(setup, devices)
         try:
             controller.run()
@@ -235,6 +248,21 @@ class Experiment:
             for r in runs:
                 r.tracker._writer.flush()
         return self.results()
+
+    def _take_lease(self) -> Path:
+        """Claim the experiment for this process; refuse if another live controller has it."""
+        lease = self.dir / _LEASE_FILE
+        if self.controller_alive():
+            info = json.loads(lease.read_text())
+            if info.get("pid") != os.getpid():
+                raise EngineError(f"experiment {self.name!r} is already driven by process "
+                                  f"{info.get('pid')}; control it with Experiment.attach("
+                                  f"{self.name!r}) instead of running it twice")
+        tmp = lease.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                   "started": time.time()}))
+        os.replace(tmp, lease)
+        return lease
 
     def _save_state(self) -> None:
         assert self._saved is not None
@@ -423,6 +451,26 @@ class Experiment:
                 row[f"best_{key}"] = float(np.min(values) if lower else np.max(values))
             rows.append(row)
         return pd.DataFrame(rows)
+
+
+def _metrics_at_chunk_ends(store: Store, rid: int, run: EngineRun) -> dict[int, dict[str, float]]:
+    """Each finished chunk's metrics as the controller saw them at its end (for stopping
+    policies after a recovery): the last value of every numeric key up to the chunk's end."""
+    import numpy as np
+
+    out: dict[int, dict[str, float]] = {}
+    series = [store.series(rid, info.key) for info in store.keys(rid)
+              if not info.key.startswith("system/")]
+    for chunk, (_, end) in enumerate(run.plan_chunks, start=1):
+        if end > run.next_step:
+            break
+        values: dict[str, float] = {}
+        for s in series:
+            upto = np.searchsorted(s.steps, end, side="right")
+            if upto and s.values.dtype.kind in "fiub":
+                values[s.key] = float(s.values[upto - 1])
+        out[chunk] = values
+    return out
 
 
 def _expand(space: Any) -> tuple[str, list[Any]]:
