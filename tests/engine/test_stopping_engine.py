@@ -11,8 +11,11 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 import runfleet
 from runfleet import Experiment, GridSearch, List
+from runfleet.engine.controller import EngineError
 from runfleet.engine.stopping import SuccessiveHalving
 from runfleet.fit import TorchConfig
 from tests.conftest import ROOT, subprocess_env
@@ -78,6 +81,8 @@ def test_controller_killed_then_resume_all_finishes_without_gaps_or_duplicates(
             if len(runs) == 2 and sum(r.last_step for r in runs) >= 25:
                 break
             time.sleep(0.1)
+        with pytest.raises(EngineError, match="already driven by process"):
+            Experiment.attach("crash", dir=home).resume_all(workers=1, progress=False)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:

@@ -143,6 +143,7 @@ class Experiment:
         While it runs, other processes can control it: ``Experiment.attach(name).stop(id)``,
         ``runfleet stop ID``, or the dashboard's buttons.
         """
+        self._check_not_driven()
         if resume and (self.dir / _STATE_FILE).exists():
             return self.resume_all(workers=workers, progress=progress, executor=executor)
         trainer, configs = _expand(space)
@@ -184,6 +185,7 @@ class Experiment:
         Nothing already logged is logged again: each run restarts from the step of its
         last recorded checkpoint and steps already in the tracker are skipped.
         """
+        self._check_not_driven()
         path = self.dir / _STATE_FILE
         if not path.exists():
             raise ValueError(f"experiment {self.name!r} has nothing to resume ({path} is "
@@ -249,8 +251,8 @@ class Experiment:
                 r.tracker._writer.flush()
         return self.results()
 
-    def _take_lease(self) -> Path:
-        """Claim the experiment for this process; refuse if another live controller has it."""
+    def _check_not_driven(self) -> None:
+        """Refuse to drive the experiment while another live process drives it."""
         lease = self.dir / _LEASE_FILE
         if self.controller_alive():
             info = json.loads(lease.read_text())
@@ -258,6 +260,11 @@ class Experiment:
                 raise EngineError(f"experiment {self.name!r} is already driven by process "
                                   f"{info.get('pid')}; control it with Experiment.attach("
                                   f"{self.name!r}) instead of running it twice")
+
+    def _take_lease(self) -> Path:
+        """Claim the experiment for this process."""
+        self._check_not_driven()
+        lease = self.dir / _LEASE_FILE
         tmp = lease.with_suffix(".tmp")
         tmp.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                                    "started": time.time()}))
