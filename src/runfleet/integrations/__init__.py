@@ -1,0 +1,1 @@
+"""Integrations with other libraries (Hugging Face Trainer; tracking sinks come next)."""
