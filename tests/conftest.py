@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from runfleet.tracking import homes, session
@@ -45,6 +46,15 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+def same_value(a: object, b: object) -> bool:
+    """Equal in type and value; floats compared bit for bit (NaN equals NaN, -0.0 != 0.0)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return np.float64(a).tobytes() == np.float64(b).tobytes()  # type: ignore[arg-type]
+    return a == b
 
 
 @pytest.fixture(scope="session")

@@ -14,16 +14,9 @@ import pytest
 import runfleet
 from runfleet.cli import main, parse_filters
 from runfleet.export import read_long
-from runfleet.tracking import homes
 
 SUBCOMMANDS = ["runs", "export", "import", "import trackio", "import csv", "show", "demo",
                "stop", "resume", "delete", "clone"]
-
-
-@pytest.fixture(autouse=True)
-def _close_homes():
-    yield
-    homes.close_all()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 import runfleet
 from runfleet.errors import RunNotFoundError
 from runfleet.export import LONG_COLUMNS, export_project, parse_cell, read_long
-from runfleet.tracking import homes
+from tests.conftest import same_value as same
 
 FLOATS = [0.1, 1e308, math.nan, math.inf, -math.inf, 5e-324, -0.0, 1 / 3, 2.5e-310, -1e-300]
 INTS = [2**62, -(2**63), 2**63 - 1, 7, 0, -1]
@@ -24,23 +24,8 @@ BOOLS = [True, False, True]
 TEXTS = ["hello", "NaN", "", 'a,b\n"quoted"', "inf", "ünï"]
 
 
-def same(a: object, b: object) -> bool:
-    """Equal in type and value; floats compared bit for bit (NaN == NaN, -0.0 != 0.0)."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, float):
-        return np.float64(a).tobytes() == np.float64(b).tobytes()  # type: ignore[arg-type]
-    return a == b
-
-
 def same_list(a: Sequence[object], b: Sequence[object]) -> bool:
     return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-
-
-@pytest.fixture(autouse=True)
-def _close_homes():
-    yield
-    homes.close_all()
 
 
 @pytest.fixture

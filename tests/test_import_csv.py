@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 import runfleet
@@ -15,8 +14,8 @@ from runfleet.cli import main
 from runfleet.home import Home
 from runfleet.importers import ImportArgumentError, ImportSourceError, SourceNotFoundError
 from runfleet.importers.csv_file import import_csv
-from runfleet.tracking import homes
 from runfleet.tracking.homes import open_store
+from tests.conftest import same_value as same
 
 CSV_TEXT = (
     "step,loss,count,note,ok,sparse\n"
@@ -25,20 +24,6 @@ CSV_TEXT = (
     "2,inf,3,\"with, comma\",TRUE,\n"
     "5,-inf,9223372036854775807,last,false,-0.0\n"
 )
-
-
-@pytest.fixture(autouse=True)
-def _close_homes():
-    yield
-    homes.close_all()
-
-
-def same(a: object, b: object) -> bool:
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, float):
-        return np.float64(a).tobytes() == np.float64(b).tobytes()  # type: ignore[arg-type]
-    return a == b
 
 
 def series(home, project: str, key: str, run_name: str | None = None):

@@ -20,8 +20,8 @@ from runfleet.cli import main
 from runfleet.home import Home
 from runfleet.importers import stable_id
 from runfleet.importers.trackio import import_trackio
-from runfleet.tracking import homes
 from runfleet.tracking.homes import open_store
+from tests.conftest import same_value as same
 
 FLOATS = [0.1, 1e308, math.nan, math.inf, -math.inf, 5e-324, -0.0, 1 / 3, 123456.789]
 
@@ -76,20 +76,6 @@ def trackio_db(tmp_path_factory) -> Path:
     db = root / "store" / "proj.db"
     assert db.exists(), list((root / "store").iterdir())
     return db
-
-
-@pytest.fixture(autouse=True)
-def _close_homes():
-    yield
-    homes.close_all()
-
-
-def same(a: object, b: object) -> bool:
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, float):
-        return np.float64(a).tobytes() == np.float64(b).tobytes()  # type: ignore[arg-type]
-    return a == b
 
 
 def expected_series(run: str) -> dict[str, list[tuple[int, object]]]:

@@ -160,13 +160,11 @@ class Controller:
         self._early_deaths = 0
         self._ops_seen = 0
         self._ops_checked = 0.0
-        self.started: float | None = None
         self.first_worker_ready: float | None = None  # when training could first start
 
     def run(self) -> None:
         """Train until every run is completed, failed, deleted or stopped (and no op is
         pending), or while ``keep_alive()`` says to wait for more ops."""
-        self.started = time.time()
         if self.progress:
             self.progress.start([r.row() for r in self.runs])
         try:

@@ -41,7 +41,6 @@ from runfleet.store.base import (
 )
 from runfleet.store.schema import migrate
 
-SQLITE_MAGIC = b"SQLite format 3\x00"
 # Keys under this prefix (system metrics) are indexed by sample, not by training step.
 SYSTEM_PREFIX = "system/"
 # Points per segment: large enough that per-row overhead vanishes, small enough that a
