@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from runfleet.sinks import fanout
 from runfleet.tracking import homes, session
 
 ROOT = Path(__file__).resolve().parents[1]
+# trackio reads TRACKIO_DIR once, when first imported: point it at a folder of this test
+# session, so no test writes to the user's ~/.cache/huggingface/trackio.
+os.environ["TRACKIO_DIR"] = tempfile.mkdtemp(prefix="runfleet-tests-trackio-")
 
 
 @pytest.fixture(autouse=True)
@@ -25,6 +30,7 @@ def _clean_tracker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[
     run = session.active_run()
     if run is not None:
         run.finish()
+    fanout.close_all(timeout=60)
     homes.close_all()
 
 

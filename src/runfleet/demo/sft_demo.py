@@ -8,6 +8,7 @@ back with ``from_pretrained``. ``runfleet demo`` and ``make demo`` run :func:`ru
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -55,8 +56,12 @@ def prepare(home: Home) -> tuple[str, Any, Any]:
 
 def run_demo(dir: str | os.PathLike[str] | None = None, workers: int | None = None,
              num_chunks: int = 4, max_steps: int = 120, progress: bool = True,
-             console: Console | None = None) -> pd.DataFrame:
-    """Run the demo experiment and print a comparison table; return ``exp.results()``."""
+             console: Console | None = None,
+             trackers: Sequence[Any] = ("runfleet",)) -> pd.DataFrame:
+    """Run the demo experiment and print a comparison table; return ``exp.results()``.
+
+    ``trackers`` are passed to :class:`~runfleet.Experiment` (e.g. ``("runfleet", "trackio")``).
+    """
     from runfleet.demo.tiny import load_model
 
     console = console or Console()
@@ -65,7 +70,7 @@ def run_demo(dir: str | os.PathLike[str] | None = None, workers: int | None = No
     model_path, train, evaluation = prepare(home)
     console.print(f"training 4 SFT configs at once on {len(train)} examples, "
                   f"{num_chunks} chunks each, evaluating on {len(evaluation)}")
-    exp = Experiment(PROJECT, dir=home.root)
+    exp = Experiment(PROJECT, dir=home.root, trackers=trackers)
     results = exp.run_fit(demo_space(model_path, max_steps=max_steps,
                                      eval_steps=max(1, max_steps // num_chunks)),
                           load_model, train, evaluation, num_chunks=num_chunks,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import socket
 import time
@@ -34,6 +35,9 @@ from runfleet.fit.configs import (
     TorchConfig,
 )
 from runfleet.home import Home
+from runfleet.sinks import Sink, resolve_sinks
+from runfleet.sinks.fanout import flush_all as flush_sinks
+from runfleet.sinks.fanout import sink_timeout
 from runfleet.store.base import (
     COMPLETED,
     OP_APPLIED,
@@ -50,6 +54,8 @@ from runfleet.tracking.session import start_run
 
 if TYPE_CHECKING:
     import pandas as pd
+
+logger = logging.getLogger("runfleet")
 
 TRAINERS = ("sft", "dpo", "grpo", "torch")
 _STATE_FILE = "engine.pkl"  # what a new controller needs to resume (specs, factory, data)
@@ -86,6 +92,15 @@ class _SavedExperiment:
 class Experiment:
     """A named experiment: its runs are tracked in project ``name`` of the home.
 
+    ``trackers`` names where the runs are tracked besides runfleet's store, which always
+    gets everything and holds the control state: ``"trackio"``, ``"mlflow"``,
+    ``"tensorboard"`` (default settings) or :class:`runfleet.sinks.Sink` objects such as
+    ``TrackioSink(dir=...)``; ``"runfleet"`` names the store itself. Only this process (the
+    controller) writes to them, in the background: a slow or failing tracker never slows or
+    stops training (failures become warnings on the run). Trackers see each run's config
+    (plus ``parent``/``parent_step`` for clones), every metric at its step and every status
+    change (stopped, resumed, completed, failed, deleted).
+
     Example:
         >>> exp = Experiment("sft-demo")                                  # doctest: +SKIP
         >>> exp.run_fit(space, create_model_fn, train_ds, eval_ds, num_chunks=4)  # doctest: +SKIP
@@ -93,17 +108,15 @@ class Experiment:
     """
 
     def __init__(self, name: str, dir: str | os.PathLike[str] | None = None,
-                 trackers: Sequence[str] = ("runfleet",), group: str | None = None) -> None:
+                 trackers: Sequence[str | Sink] | None = ("runfleet",),
+                 group: str | None = None) -> None:
         if not name or "/" in name:
             raise ValueError(f"experiment name must be a non-empty name without '/', got {name!r}")
-        unknown = [t for t in trackers if t != "runfleet"]
-        if unknown:
-            raise ValueError(f"trackers {unknown} are not available yet; runfleet's own store "
-                             f"is always used")
         self.name = name
         self.home = Home.resolve(dir)
         self.group = group
-        self.trackers = tuple(trackers)
+        self.trackers = tuple(trackers or ())
+        self.sinks = resolve_sinks(self.trackers)  # validates names before anything runs
         self.dir = self.home.root / "experiments" / name
         self.last_runs: list[EngineRun] = []
         self.last_controller: Controller | None = None
@@ -111,11 +124,19 @@ class Experiment:
         self._attached = False  # made by attach(): its ops are recorded as source "attach"
 
     @classmethod
-    def attach(cls, name: str, dir: str | os.PathLike[str] | None = None) -> Experiment:
-        """An existing experiment, to inspect (``runs``, ``results``) from another process."""
-        exp = cls(name, dir=dir)
+    def attach(cls, name: str, dir: str | os.PathLike[str] | None = None,
+               trackers: Sequence[str | Sink] | None = None) -> Experiment:
+        """An existing experiment, to inspect (``runs``, ``results``) and control from
+        another process. For :meth:`resume_all` it uses ``trackers`` if given, else the
+        tracker names :meth:`run_fit` recorded (sink objects rebuilt with default settings).
+        """
+        exp = cls(name, dir=dir, trackers=trackers)
         if not (exp.dir / "experiment.json").exists():
             raise ValueError(f"no experiment {name!r} in {exp.home.root}")
+        if trackers is None:
+            meta = json.loads((exp.dir / "experiment.json").read_text())
+            exp.trackers = tuple(meta.get("trackers", ()))
+            exp.sinks = resolve_sinks(exp.trackers)
         exp._attached = True
         return exp
 
@@ -160,14 +181,16 @@ class Experiment:
             specs.append((RunSpec(run_id="", trainer=trainer, config=config, plan=plan,
                                   seed=seed, eval_steps=eval_steps), flat))
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._write_meta(num_chunks=num_chunks, seed=seed, trainer=trainer)
+        self._write_meta(num_chunks=num_chunks, seed=seed, trainer=trainer,
+                         trackers=[t if isinstance(t, str) else t.name for t in self.trackers])
         runs: list[EngineRun] = []
         offset = len(self._existing_runs())
         for i, (spec, flat) in enumerate(specs):
             name = f"run-{offset + i + 1}"
             tracker = start_run(self.name, name=name, group=self.group or self.name,
                                 config={**flat, "num_chunks": num_chunks, "seed": seed},
-                                dir=self.home.root, system_metrics=False, status=PENDING)
+                                dir=self.home.root, system_metrics=False, status=PENDING,
+                                sinks=self.sinks, wait_sinks=False)
             spec = RunSpec(run_id=tracker.id, trainer=spec.trainer, config=spec.config,
                            plan=spec.plan, seed=spec.seed, eval_steps=spec.eval_steps)
             runs.append(EngineRun(index=i, spec=spec, name=name, config=flat, tracker=tracker))
@@ -202,7 +225,9 @@ class Experiment:
             if status in (RUNNING, PENDING, "crashed"):
                 status = RUNNING if engine.get("step") else PENDING
             tracker = start_run(self.name, id=entry.run_id, resume="must",
-                                dir=self.home.root, system_metrics=False, status=status)
+                                dir=self.home.root, system_metrics=False, status=status,
+                                sinks=self.sinks if status in (RUNNING, PENDING, STOPPED)
+                                else None, wait_sinks=False)
             run = EngineRun(index=len(runs), spec=entry.spec, name=entry.name,
                             config=entry.config, tracker=tracker, status=status,
                             next_step=int(engine.get("step", 0)),
@@ -248,7 +273,13 @@ class Experiment:
             executor.shutdown()
             lease.unlink(missing_ok=True)
             for r in runs:
+                r.tracker.end_sinks(r.status)  # runs left stopped end in the sinks too
                 r.tracker._writer.flush()
+            if self.sinks:
+                if not flush_sinks(sink_timeout()):
+                    logger.warning("a tracking sink did not take everything within %s s; "
+                                   "runfleet's store has it all", sink_timeout())
+                homes.get(self.home).writer.flush()  # sink failures are alerts on the runs
         return self.results()
 
     def _check_not_driven(self) -> None:
@@ -319,7 +350,8 @@ class Experiment:
                             config={**flat, "num_chunks": saved.num_chunks, "seed": saved.seed,
                                     "warm_start": warm},
                             dir=self.home.root, system_metrics=False, status=PENDING,
-                            parent=parent.spec.run_id, parent_step=parent.next_step)
+                            parent=parent.spec.run_id, parent_step=parent.next_step,
+                            sinks=self.sinks, wait_sinks=False)
         spec = RunSpec(run_id=child_id, trainer=saved.trainer, config=config, plan=plan,
                        seed=saved.seed, eval_steps=eval_steps, warm_start=warm_key)
         child = EngineRun(index=0, spec=spec, name=name, config=flat, tracker=tracker)
@@ -431,33 +463,67 @@ class Experiment:
         return pd.DataFrame(rows, columns=None if rows else
                             ["id", "name", "status", "parent", "step", "chunks_done"])
 
-    def results(self) -> pd.DataFrame:
+    def results(self, source: str | Sink = "runfleet") -> pd.DataFrame:
         """One row per run: id, name, status, config columns, then for every metric its last
         value (``last_<key>``) and, for metrics other than learning rate and gradient norm,
-        its best (``best_<key>``: lowest for losses, highest otherwise)."""
-        import numpy as np
+        its best (``best_<key>``: lowest for losses, highest otherwise).
+
+        ``source`` reads the runs from another tracker the experiment logs to instead of
+        runfleet's store: a name (``"trackio"``, ``"mlflow"``, ``"tensorboard"``: the
+        experiment's sink of that name, else one with default settings) or a
+        :class:`~runfleet.sinks.Sink`; that tracker's own data is read back (e.g. trackio's
+        SQLite file), so the table shows what the tracker holds.
+        """
         import pandas as pd
 
         from runfleet.api import Api
 
-        rows = []
-        with Api(self.home.root) as api:
-            histories = [(r, r.history()) for r in self._existing_runs(api)]
-        for r, history in histories:
-            row: dict[str, Any] = {"id": r.id, "name": r.name, "status": r.status, **r.config}
-            for key in history.columns:
-                if str(key).startswith("_") or key in _NOT_METRICS:
-                    continue
-                values = pd.to_numeric(history[key], errors="coerce").dropna()
-                if values.empty:
-                    continue
-                row[f"last_{key}"] = float(values.iloc[-1])
-                if key in _NO_BEST:
-                    continue
-                lower = any(word in str(key) for word in _LOWER_IS_BETTER)
-                row[f"best_{key}"] = float(np.min(values) if lower else np.max(values))
-            rows.append(row)
-        return pd.DataFrame(rows)
+        runs: list[tuple[dict[str, Any], pd.DataFrame]] = []
+        if isinstance(source, str) and source == "runfleet":
+            with Api(self.home.root) as api:
+                for r in self._existing_runs(api):
+                    runs.append(({"id": r.id, "name": r.name, "status": r.status, **r.config},
+                                 r.history()))
+        else:
+            sink = self._source_sink(source)
+            for sr in sink.read_project(self.name):
+                columns = {key: pd.Series(dict(points), dtype=object)
+                           for key, points in sr.points.items()}
+                history = pd.DataFrame(columns).sort_index() if columns else pd.DataFrame()
+                config = {k: v for k, v in sr.config.items() if k not in ("parent",
+                                                                          "parent_step")}
+                runs.append(({"id": sr.run_id, "name": sr.name, "status": sr.status,
+                              **config}, history))
+        return pd.DataFrame([_result_row(head, history) for head, history in runs])
+
+    def _source_sink(self, source: str | Sink) -> Sink:
+        if isinstance(source, Sink):
+            return source
+        for sink in self.sinks:
+            if sink.name == source:
+                return sink
+        (sink,) = resolve_sinks([source])
+        return sink
+
+
+def _result_row(head: dict[str, Any], history: pd.DataFrame) -> dict[str, Any]:
+    """``head`` plus the last and best value of every metric column of ``history``."""
+    import numpy as np
+    import pandas as pd
+
+    row = dict(head)
+    for key in history.columns:
+        if str(key).startswith("_") or key in _NOT_METRICS:
+            continue
+        values = pd.to_numeric(history[key], errors="coerce").dropna()
+        if values.empty:
+            continue
+        row[f"last_{key}"] = float(values.iloc[-1])
+        if key in _NO_BEST:
+            continue
+        lower = any(word in str(key) for word in _LOWER_IS_BETTER)
+        row[f"best_{key}"] = float(np.min(values) if lower else np.max(values))
+    return row
 
 
 def _metrics_at_chunk_ends(store: Store, rid: int, run: EngineRun) -> dict[int, dict[str, float]]:

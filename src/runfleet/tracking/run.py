@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Any
 
 from runfleet.home import Home
+from runfleet.sinks.fanout import RunSinks, sink_timeout
 from runfleet.store.base import COMPLETED, FAILED, AlertRow
 from runfleet.tracking.buffer import Block
 from runfleet.tracking.config import Config
@@ -39,7 +40,8 @@ class Run:
     def __init__(self, *, home: Home, writer: Writer, rid: int, id: str, name: str,
                  project: str, group: str | None, tags: list[str], notes: str | None,
                  config: Config, summary: Summary, metadata: dict[str, Any], step: int,
-                 on_finish: Any = None) -> None:
+                 on_finish: Any = None, sinks: RunSinks | None = None,
+                 wait_sinks: bool = True) -> None:
         self._home = home
         self._writer = writer
         self._rid = rid
@@ -54,6 +56,8 @@ class Run:
         self._step = step
         self._finished = False
         self._on_finish = on_finish
+        self._sinks = sinks
+        self._wait_sinks = wait_sinks
         self._target = RunTarget(rid=rid, project=project, run_id=id, summary=summary,
                                  metadata=metadata)
         self._monitor: Any = None
@@ -154,6 +158,7 @@ class Run:
         # PointBuffer.add, inlined: this is the hot path of every training loop.
         buf = self._buffer
         keys = tuple(clean)
+        now = _now()
         with buf.lock:
             block = buf.blocks.get(keys)
             if block is None:
@@ -161,10 +166,12 @@ class Run:
             block.seq.append(buf.seq)
             buf.seq += 1
             block.steps.append(at)
-            block.times.append(_now())
+            block.times.append(now)
             for col, value in zip(block.cols, clean.values()):
                 col.append(value)
             pending = buf.seq - buf.taken_seq
+        if self._sinks is not None:
+            self._sinks.log(at, now, clean)
         if pending >= WAKE_AT_RECORDS:
             self._writer.wake()
 
@@ -226,6 +233,14 @@ class Run:
                                 heartbeat=time.time())
         self._writer.flush()
         self._writer.remove_target(self._rid)
+        if self._sinks is not None:
+            self._sinks.finish(final)
+            if self._wait_sinks:
+                if not self._sinks.flush(sink_timeout()):
+                    logger.warning("run %s: a tracking sink did not take everything within "
+                                   "%s s; runfleet's store has it all", self.name,
+                                   sink_timeout())
+                self._writer.flush()  # sink failures noted meanwhile are alerts on the run
         if self._on_finish is not None:
             self._on_finish(self)
 
@@ -233,6 +248,19 @@ class Run:
         """Record a status change without finishing (used by the engine: pending, running,
         stopped ...)."""
         self._writer.update_run(self._rid, status=status)
+        if self._sinks is not None:
+            self._sinks.set_status(status)
+
+    @property
+    def sinks(self) -> tuple[Any, ...]:
+        """The tracking sinks this run is forwarded to (besides runfleet's store)."""
+        return tuple(ch.sink for ch in self._sinks.channels) if self._sinks else ()
+
+    def end_sinks(self, status: str) -> None:
+        """End the run in its sinks with ``status`` without finishing it here (the engine
+        uses this for runs left stopped, which can be resumed later)."""
+        if self._sinks is not None and not self._finished:
+            self._sinks.finish(status)
 
     def set_metadata(self, key: str, value: Any) -> None:
         """Store ``value`` under ``key`` in the run's metadata (persisted at the next flush)."""

@@ -12,13 +12,16 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
 from runfleet.errors import RunfleetError
 from runfleet.home import Home
-from runfleet.store.base import FAILED, RUNNING
+from runfleet.sinks import Sink, resolve_sinks
+from runfleet.sinks.base import RunInfo
+from runfleet.sinks.fanout import RunSinks, channel_for
+from runfleet.store.base import FAILED, RUNNING, AlertRow
 from runfleet.tracking import homes
 from runfleet.tracking.config import Config
 from runfleet.tracking.disabled import DisabledRun
@@ -73,6 +76,7 @@ def init(
     system_interval: float = DEFAULT_INTERVAL_S,
     parent: str | None = None,
     parent_step: int | None = None,
+    sinks: Sequence[Sink | str] | None = None,
     **kwargs: Any,
 ) -> Run | DisabledRun:
     """Start (or resume) a run and make it the active one; returns the :class:`Run`.
@@ -95,6 +99,11 @@ def init(
         system_metrics: sample CPU/RAM/GPU every ``system_interval`` seconds (default on;
             ``RUNFLEET_SYSTEM_METRICS=0`` turns the default off).
         parent, parent_step: lineage, for runs cloned from another run.
+        sinks: also send the run to these trackers, fed in the background: names
+            (``"trackio"``, ``"mlflow"``, ``"tensorboard"``) or :class:`runfleet.sinks.Sink`
+            objects (see :mod:`runfleet.sinks`). runfleet's store always gets everything;
+            a failing sink is recorded on the run as a warning. ``finish()`` waits for the
+            sinks to take what was logged (``RUNFLEET_SINK_TIMEOUT`` seconds at most).
 
     Cloud-only arguments of wandb and trackio (``entity``, ``space_id``, ...) are accepted,
     warned about once and ignored; any other unknown argument is a ``TypeError``.
@@ -124,7 +133,8 @@ def init(
         run = start_run(project, name=name, group=group, config=config, tags=tag_list,
                         notes=notes, id=id, resume=resume, dir=dir,
                         system_metrics=system_metrics, system_interval=system_interval,
-                        parent=parent, parent_step=parent_step, on_finish=_on_finish)
+                        parent=parent, parent_step=parent_step, on_finish=_on_finish,
+                        sinks=sinks)
         _active = run
         _install_hooks()
         return run
@@ -147,13 +157,18 @@ def start_run(
     parent_step: int | None = None,
     on_finish: Any = None,
     status: str = RUNNING,
+    sinks: Sequence[Sink | str] | None = None,
+    wait_sinks: bool = True,
 ) -> Run:
     """Create or resume a run without making it the active one.
 
     This is what :func:`init` uses, and what the engine's controller uses to track many
-    runs at once from one process. Arguments are those of :func:`init`.
+    runs at once from one process. Arguments are those of :func:`init`; with
+    ``wait_sinks=False`` :meth:`Run.finish` does not wait for the sinks (the engine waits
+    once for all its runs instead).
     """
     tag_list = list(tags or [])
+    sink_objects = resolve_sinks(sinks)
     home = Home.resolve(dir)
     opened = homes.get(home)
     cfg_values = Config(config).as_dict() if config is not None else {}
@@ -204,17 +219,42 @@ def start_run(
         rid, step = record.rid, 0
         summary = Summary()
 
+    run_sinks = None
+    if sink_objects:
+        run_sinks = _open_sinks(sink_objects, opened.writer, rid, RunInfo(
+            project=project, run_id=run_id, name=run_name, group=group,
+            config=dict(cfg_values), parent=record.parent, parent_step=record.parent_step,
+            tags=tuple(tag_list), resumed=step > 0 or "resumed" in metadata,
+            home=str(home.root)))
+
+    def config_changed(snapshot: dict[str, Any]) -> None:
+        opened.writer.update_run(rid, config=snapshot)
+        if run_sinks is not None:
+            run_sinks.update_config(snapshot)
+
     run = Run(home=home, writer=opened.writer, rid=rid, id=run_id, name=run_name,
               project=project, group=group, tags=tag_list, notes=notes,
-              config=Config(cfg_values, on_change=lambda snapshot: opened.writer.update_run(
-                  rid, config=snapshot)),
-              summary=summary, metadata=metadata, step=step, on_finish=on_finish)
+              config=Config(cfg_values, on_change=config_changed),
+              summary=summary, metadata=metadata, step=step, on_finish=on_finish,
+              sinks=run_sinks, wait_sinks=wait_sinks)
     if "resumed" in metadata:
         run.set_metadata("resumed", metadata["resumed"])  # persist the new host and pid
     if _system_metrics_enabled(system_metrics):
         run._monitor = SystemMonitor(
             lambda i, d: run._log_system(i, d), interval=system_interval).start()
     return run
+
+
+def _open_sinks(sinks: list[Sink], writer: Any, rid: int, info: RunInfo) -> RunSinks:
+    """Start the run in every sink's channel; sink failures become warn alerts on it."""
+
+    def on_error(message: str, step: int | None) -> None:
+        writer.alert(AlertRow(rid, "tracking sink failed", message, "warn", step, time.time()))
+
+    channels = [channel_for(s) for s in sinks]
+    for ch in channels:
+        ch.start_run(info, on_error)
+    return RunSinks(channels, info.run_id)
 
 
 def _system_metrics_enabled(flag: bool | None) -> bool:
