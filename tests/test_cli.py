@@ -15,7 +15,8 @@ import runfleet
 from runfleet.cli import main, parse_filters
 from runfleet.export import read_long
 
-SUBCOMMANDS = ["runs", "export", "import", "import trackio", "import csv", "show", "demo",
+SUBCOMMANDS = ["runs", "export", "import", "import trackio", "import csv", "import tensorboard",
+               "show", "demo",
                "stop", "resume", "delete", "clone"]
 
 

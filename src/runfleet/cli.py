@@ -1,4 +1,5 @@
-"""The ``runfleet`` command: list runs, export histories, import from trackio and CSV.
+"""The ``runfleet`` command: list runs, export histories, import from trackio, TensorBoard
+and CSV.
 
 Exit codes: 0 success, 1 failure (unreadable database or file, I/O error), 2 usage error
 (bad option, unknown project or run, missing file). User errors print one ``runfleet:
@@ -126,18 +127,41 @@ def _add_export(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _add_import(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("import", parents=[common], help="import runs from trackio or CSV",
-                       description="Import runs logged by another tool into the home.")
+    p = sub.add_parser("import", parents=[common],
+                       help="import runs from trackio, TensorBoard or CSV",
+                       description="Import runs logged by another tool into the home. Runs "
+                       "imported before are skipped, so importing again only adds new runs.")
     kinds = p.add_subparsers(dest="source", metavar="SOURCE")
     t = kinds.add_parser(
-        "trackio", parents=[common], help="import a trackio project database",
-        description="Import every run of one trackio project database ($TRACKIO_DIR/"
-        "<project>.db): config, group, metrics with their steps and timestamps, system "
-        "metrics (as system/<key>) and alerts. Runs imported before are skipped.")
-    t.add_argument("db", metavar="DB_PATH", help="the trackio project database file")
-    t.add_argument("--project", "-p", help="runfleet project (default: the file name "
-                   "without .db)")
+        "trackio", parents=[common], help="import trackio projects (one database or a home)",
+        description="Import trackio runs: config, group, metrics with their steps and "
+        "timestamps, system metrics (as system/<key>) and alerts. PATH is a project "
+        "database (<project>.db) or a trackio home folder: then every <project>.db in it is "
+        "imported into the runfleet project of the same name (media/, artifacts/, .lock, "
+        "parquet and other files are skipped). A database that cannot be read is reported "
+        "and the others are still imported; the exit code is then 1. Runs imported before "
+        "are skipped.")
+    t.add_argument("path", metavar="PATH", nargs="?", default=None,
+                   help="a trackio project database or a trackio home folder (default: "
+                   "$TRACKIO_DIR, else $HF_HOME/trackio, HF_HOME defaulting to "
+                   "~/.cache/huggingface)")
+    t.add_argument("--project", "-p", help="runfleet project, for a single database only "
+                   "(default: the file name without .db)")
     t.set_defaults(func=_cmd_import_trackio)
+    b = kinds.add_parser(
+        "tensorboard", parents=[common], help="import a TensorBoard log directory",
+        description="Import a TensorBoard log directory: every folder under LOGDIR that "
+        "holds event files (events.out.tfevents.*) becomes one run, named by its path "
+        "relative to LOGDIR (e.g. lr_0.1/train; LOGDIR's own name for files directly in "
+        "it). Scalars (legacy and new-style, float32 or float64) keep their steps and wall "
+        "times exactly; text summaries become string metrics; hparams become the run's "
+        "config. Images, audio, histograms and graphs are not imported. Runs imported "
+        "before are skipped. Needs the tensorboard extra: pip install "
+        "'runfleet[tensorboard]'.")
+    b.add_argument("logdir", metavar="LOGDIR", help="the TensorBoard log directory")
+    b.add_argument("--project", "-p", help="runfleet project (default: LOGDIR's folder "
+                   "name)")
+    b.set_defaults(func=_cmd_import_tensorboard)
     c = kinds.add_parser(
         "csv", parents=[common], help="import a wide CSV file as one run",
         description="Import a CSV file with one row per step and one column per metric as "
@@ -184,6 +208,9 @@ def _add_demo(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=int, default=120,
                    help="optimizer steps per run (default 120)")
     p.add_argument("--no-progress", action="store_true", help="no live progress table")
+    p.add_argument("--trackers", default="runfleet",
+                   help="comma-separated trackers to log to besides runfleet's store: "
+                   "trackio, mlflow, tensorboard (default: runfleet only)")
     p.set_defaults(func=_cmd_demo)
 
 
@@ -195,9 +222,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                        f"pip install 'runfleet[train]'", EXIT_FAILURE) from None
     if args.workers is not None and args.workers < 1:
         raise CliError(f"--workers must be >= 1, got {args.workers}")
+    trackers = tuple(t.strip() for t in args.trackers.split(",") if t.strip())
+    try:
+        from runfleet.sinks import resolve_sinks
+
+        resolve_sinks(trackers)
+    except (ValueError, ImportError) as exc:
+        raise CliError(f"--trackers: {exc}") from None
     results = run_demo(dir=getattr(args, "dir", None), workers=args.workers,
                        num_chunks=args.num_chunks, max_steps=args.max_steps,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, trackers=trackers)
     return EXIT_OK if (results["status"] == "completed").all() else EXIT_FAILURE
 
 
@@ -500,32 +534,68 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 # -- import ----------------------------------------------------------------------------------
 def _cmd_import_trackio(args: argparse.Namespace) -> int:
-    from runfleet.importers.trackio import import_trackio
+    from runfleet.importers.trackio import (
+        default_trackio_dir,
+        import_trackio,
+        import_trackio_home,
+    )
 
-    return _run_import(args, lambda store: import_trackio(store, args.db, project=args.project))
+    path = Path(args.path).expanduser() if args.path else default_trackio_dir()
+    if not path.exists():
+        hint = "" if args.path else (" (the default trackio home: pass a path or set "
+                                     "$TRACKIO_DIR)")
+        raise CliError(f"no such file or folder: {path}{hint}")
+    if path.is_dir():
+        if args.project:
+            raise CliError(f"--project applies to a single database, but {path} is a folder "
+                           f"(a trackio home): its projects are imported under their own "
+                           f"names")
+        return _run_import(args, lambda store: import_trackio_home(store, path))
+    return _run_import(args, lambda store: import_trackio(store, path, project=args.project))
+
+
+def _cmd_import_tensorboard(args: argparse.Namespace) -> int:
+    from runfleet.importers.tensorboard import import_tensorboard
+
+    path = Path(args.logdir).expanduser()
+    if not path.exists():
+        raise CliError(f"no such folder: {path}")
+    return _run_import(args, lambda store: import_tensorboard(store, path,
+                                                              project=args.project))
 
 
 def _cmd_import_csv(args: argparse.Namespace) -> int:
     from runfleet.importers.csv_file import import_csv
 
+    path = Path(args.file).expanduser()
+    if not path.exists():
+        raise CliError(f"no such file: {path}")
     return _run_import(args, lambda store: import_csv(
-        store, args.file, args.project, run_name=args.run_name, step_column=args.step_column,
+        store, path, args.project, run_name=args.run_name, step_column=args.step_column,
         time_column=args.time_column))
 
 
 def _run_import(args: argparse.Namespace, do_import: Any) -> int:
+    """Open the home's store, run ``do_import(store)`` (one ImportResult or a list), print
+    each result's summary, and report the sources that failed: exit code 1 if any did."""
+    from runfleet.importers import ImportResult
     from runfleet.tracking.homes import open_store
 
-    path = Path(args.db if args.source == "trackio" else args.file).expanduser()
-    if not path.exists():
-        raise CliError(f"no such file: {path}")
     store = open_store(_home(args, must_exist=False))
     try:
-        result = do_import(store)
+        outcome = do_import(store)
     finally:
         store.close()
-    print(result.describe())
-    return EXIT_OK
+    results: list[ImportResult] = outcome if isinstance(outcome, list) else [outcome]
+    print("\n".join(r.describe() for r in results))
+    if len(results) > 1:
+        print(f"total: imported {sum(len(r.imported) for r in results)} run(s), "
+              f"{sum(r.points for r in results)} point(s) in {len(results)} project(s); "
+              f"skipped {sum(len(r.skipped) for r in results)} already imported")
+    errors = [e for r in results for e in r.errors]
+    for error in errors:
+        print(f"runfleet: error: {error}", file=sys.stderr)
+    return EXIT_FAILURE if errors else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -91,7 +91,7 @@ class StuckSink(RecordingSink):
 def test_init_forwards_every_row_status_and_config_in_order(home: Path) -> None:
     sink = RecordingSink()
     run = runfleet.init(project="fan", dir=home, config={"lr": 0.1}, sinks=[sink, "runfleet"])
-    assert run.sinks == (sink,)
+    assert isinstance(run, runfleet.Run) and run.sinks == (sink,)
     expected = []
     for i in range(500):
         values = {"loss": 1.0 / (i + 1), "ok": i % 2 == 0, "note": f"s{i}"}
@@ -191,7 +191,7 @@ def test_tracker_names_are_validated_before_anything_runs(home: Path) -> None:
     with pytest.raises(ValueError, match="unknown tracker 'wandb'; known: runfleet, trackio"):
         Experiment("x", dir=home, trackers=("runfleet", "wandb"))
     with pytest.raises(TypeError, match="a tracker must be a name"):
-        runfleet.init(project="p", dir=home, sinks=[42])
+        runfleet.init(project="p", dir=home, sinks=[42])  # type: ignore[list-item]
     assert resolve_sinks(["runfleet"]) == []
     assert resolve_sinks(["trackio", "trackio"]) == resolve_sinks(["trackio"])
     assert not (home / "experiments" / "x").exists()

@@ -1,6 +1,8 @@
-"""Importers: bring runs logged elsewhere (trackio databases, CSV files) into a home.
+"""Importers: bring runs logged elsewhere (trackio, TensorBoard, CSV files) into a home.
 
-Every importer reads its source with the standard library only and writes through the
+The trackio and CSV importers read their sources with the standard library only; the
+TensorBoard importer needs the ``tensorboard`` package (``pip install
+'runfleet[tensorboard]'``). Every importer writes through the
 :class:`~runfleet.store.base.Store` interface. A run is created as ``pending`` and its points,
 alerts, summary and final status land together in one atomic batch, so an interrupted import
 leaves no half-written run: importing again finishes it, and a run imported completely is
@@ -9,9 +11,10 @@ skipped (importers derive stable run ids from the source).
 Example:
     >>> from runfleet.home import Home
     >>> from runfleet.tracking.homes import open_store
-    >>> from runfleet.importers.trackio import import_trackio
+    >>> from runfleet.importers.trackio import import_trackio, import_trackio_home
     >>> store = open_store(Home.resolve("/tmp/rf-doc"))               # doctest: +SKIP
     >>> import_trackio(store, "~/.cache/huggingface/trackio/my-exp.db")  # doctest: +SKIP
+    >>> import_trackio_home(store)        # every project of $TRACKIO_DIR   # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -48,27 +51,47 @@ class SourceNotFoundError(ImportSourceError):
     """The file to import does not exist."""
 
 
+class MissingDependencyError(ImportSourceError):
+    """Reading this kind of source needs a package that is not installed."""
+
+
 class ImportArgumentError(RunfleetError, ValueError):
     """An import option does not fit the source (e.g. a step column the file lacks)."""
 
 
 @dataclass
 class ImportResult:
-    """What an import did: runs imported and skipped, points written, and notes."""
+    """What an import did: runs imported and skipped, points written, notes, and errors.
+
+    ``errors`` lists the sources that could not be imported (e.g. a corrupt database in a
+    trackio home, or a TensorBoard run folder without readable events) when the importer
+    went on with the others; ``ok`` is False when there is any.
+    """
 
     project: str
     imported: list[str] = field(default_factory=list)  # "id (name)"
     skipped: list[str] = field(default_factory=list)
     points: int = 0
     notes: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every source of this import could be read."""
+        return not self.errors
 
     def describe(self) -> str:
         """A human-readable, multi-line summary."""
-        lines = [f"project {self.project!r}: imported {len(self.imported)} run(s), "
-                 f"{self.points} point(s); skipped {len(self.skipped)} already imported"]
+        if self.errors and not (self.imported or self.skipped):
+            head = f"project {self.project!r}: nothing imported"
+        else:
+            head = (f"project {self.project!r}: imported {len(self.imported)} run(s), "
+                    f"{self.points} point(s); skipped {len(self.skipped)} already imported")
+        lines = [head]
         lines += [f"  imported {r}" for r in self.imported]
         lines += [f"  skipped {r} (already imported)" for r in self.skipped]
         lines += [f"  note: {n}" for n in self.notes]
+        lines += [f"  error: {e}" for e in self.errors]
         return "\n".join(lines)
 
 
@@ -206,6 +229,7 @@ __all__ = [
     "ImportArgumentError",
     "ImportResult",
     "ImportSourceError",
+    "MissingDependencyError",
     "Points",
     "RunData",
     "SourceNotFoundError",

@@ -1,7 +1,14 @@
-"""Import a trackio project database (``$TRACKIO_DIR/<project>.db``) into a runfleet store.
+"""Import trackio projects into a runfleet store: one project database, or a whole home.
 
-trackio keeps one SQLite file per project. The tables read here (with plain ``sqlite3``,
-read-only; trackio itself is not needed):
+trackio keeps one SQLite file per project, ``<project>.db``, in its home folder
+(``$TRACKIO_DIR``, else ``$HF_HOME/trackio`` with ``HF_HOME`` defaulting to
+``~/.cache/huggingface``); see :func:`default_trackio_dir`. :func:`import_trackio` imports
+one database, :func:`import_trackio_home` every project database of a home, each into the
+runfleet project of the same name. The other things trackio keeps there (``media/``,
+``artifacts/``, ``.lock`` files, ``-wal``/``-shm`` sidecars, parquet exports, registry
+databases ``registry-*.db``) are not projects and are skipped.
+
+The tables read here (with plain ``sqlite3``, read-only; trackio itself is not needed):
 
 * ``metrics``: one row per ``log()`` call: run id and name, ISO timestamp, step, and a JSON
   object of values; NaN and infinities are stored as the strings ``"NaN"``, ``"Infinity"``,
@@ -43,9 +50,64 @@ from runfleet.importers import (
 )
 from runfleet.store.base import PENDING, Store
 
+TRACKIO_DIR_ENV = "TRACKIO_DIR"
+DB_SUFFIX = ".db"
+REGISTRY_PREFIX = "registry-"  # trackio reserves it for its model registries
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _NON_FINITE = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
 _TRACKIO_CONFIG_KEYS = {"_Username": "username", "_Created": "created", "_Group": "group"}
+
+
+def default_trackio_dir() -> Path:
+    """The folder trackio logs to: ``$TRACKIO_DIR``, else ``$HF_HOME/trackio``, with
+    ``HF_HOME`` defaulting to ``$XDG_CACHE_HOME/huggingface`` (``~/.cache/huggingface``),
+    the same rule trackio and ``huggingface_hub`` follow."""
+    trackio_dir = os.environ.get(TRACKIO_DIR_ENV)
+    if trackio_dir:
+        return Path(trackio_dir).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache"))
+    hf_home = os.environ.get("HF_HOME", os.path.join(cache, "huggingface"))
+    return Path(os.path.expandvars(os.path.expanduser(hf_home))) / "trackio"
+
+
+def project_databases(home: str | os.PathLike[str]) -> list[Path]:
+    """The project databases of the trackio home ``home``, sorted by name: every
+    ``<project>.db`` file directly in it, except trackio's registries (``registry-*.db``)."""
+    root = Path(home)
+    return sorted(p for p in root.iterdir()
+                  if p.suffix == DB_SUFFIX and p.is_file()
+                  and not p.name.startswith(REGISTRY_PREFIX))
+
+
+def import_trackio_home(store: Store, home: str | os.PathLike[str] | None = None
+                        ) -> list[ImportResult]:
+    """Import every project database of the trackio home ``home`` (default:
+    :func:`default_trackio_dir`), each into the runfleet project of the same name.
+
+    Returns one :class:`~runfleet.importers.ImportResult` per database, in name order. A
+    database that cannot be read (corrupt, not SQLite, not a trackio project) does not stop
+    the others: its result lists the error, naming the file, in ``errors`` (runs it
+    imported before the error stay imported). Runs imported before are skipped. Raises
+    :class:`~runfleet.importers.SourceNotFoundError` when ``home`` is not a folder or holds
+    no project database.
+    """
+    root = (default_trackio_dir() if home is None else Path(home)).expanduser().resolve()
+    if not root.is_dir():
+        what = "is not a folder" if root.exists() else "does not exist"
+        raise SourceNotFoundError(f"no trackio home at {root}: it {what}")
+    databases = project_databases(root)
+    if not databases:
+        raise SourceNotFoundError(f"no trackio project databases (<project>.db) in {root}")
+    results = []
+    for db in databases:
+        result = ImportResult(project=db.stem)
+        try:
+            _import_database(store, db, result)
+        except ImportSourceError as exc:
+            text = str(exc)
+            result.errors.append(text if str(db) in text else f"{db}: {text}")
+        results.append(result)
+    return results
 
 
 def import_trackio(store: Store, db_path: str | os.PathLike[str],
@@ -58,8 +120,15 @@ def import_trackio(store: Store, db_path: str | os.PathLike[str],
     :class:`~runfleet.importers.ImportSourceError` for a file that is not a trackio database.
     """
     path = Path(db_path).expanduser().resolve()
-    project = project or path.stem
-    result = ImportResult(project=project)
+    result = ImportResult(project=project or path.stem)
+    _import_database(store, path, result)
+    return result
+
+
+def _import_database(store: Store, path: Path, result: ImportResult) -> None:
+    """Import the database at ``path`` into ``result.project``, recording progress in
+    ``result`` as it goes (so that it is kept when a later run fails)."""
+    project = result.project
     with _connect(path) as conn:
         source = _Source(conn, path)
         traces = 0
@@ -81,7 +150,6 @@ def import_trackio(store: Store, db_path: str | os.PathLike[str],
                                 f"next to the database were not copied")
     if traces:
         result.notes.append(f"{traces} trace(s) in the traces table were not imported")
-    return result
 
 
 @contextmanager

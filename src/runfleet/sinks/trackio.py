@@ -36,9 +36,12 @@ import math
 import os
 import sqlite3
 import sys
+import time
+import uuid
 import warnings
 from collections.abc import Mapping, Sequence
 from contextlib import closing
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -71,21 +74,28 @@ class TrackioSink(Sink):
     Args:
         dir: trackio's data folder; default: ``TRACKIO_DIR``, else trackio's own default
             (``~/.cache/huggingface/trackio``).
+        api: how rows reach trackio. ``"storage"``: in batches through trackio's storage
+            layer (``trackio.SQLiteStorage.bulk_log`` / ``bulk_alert``: the same calls, rows
+            and config format ``trackio.Run`` makes in its local SQLite mode, with each row's
+            own log time); ``"run"``: one ``trackio.Run`` per run and one ``Run.log`` call per
+            row (trackio stamps the time); ``"auto"`` (default): ``"storage"``, unless
+            trackio logs through JSONL fragments (``TRACKIO_STORAGE_MODE=jsonl`` or a network
+            filesystem), where ``"run"`` lets trackio handle that.
     """
 
     name = "trackio"
 
-    def __init__(self, dir: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, dir: str | os.PathLike[str] | None = None, api: str = "auto") -> None:
+        if api not in ("auto", "storage", "run"):
+            raise ValueError(f"api must be 'auto', 'storage' or 'run', got {api!r}")
         self.dir = None if dir is None else Path(dir).expanduser().resolve()
-        self._runs: dict[str, Any] = {}
-        self._status: dict[str, str] = {}
-        self._logged: set[str] = set()
-        self._last_step: dict[str, int] = {}
+        self.api = api
+        self._runs: dict[str, _TrackioRun] = {}
 
     def __repr__(self) -> str:
-        return f"TrackioSink(dir={str(self.dir) if self.dir else None!r})"
+        return f"TrackioSink(dir={str(self.dir) if self.dir else None!r}, api={self.api!r})"
 
-    # -- trackio module ---------------------------------------------------------------------------
+    # -- trackio module ------------------------------------------------------------------------
     def _module(self) -> Any:
         if self.dir is not None:
             if "trackio" in sys.modules:
@@ -115,75 +125,71 @@ class TrackioSink(Sink):
 
         return Path(utils.TRACKIO_DIR)
 
-    # -- Sink -------------------------------------------------------------------------------------
+    def _use_run(self) -> bool:
+        if self.api != "auto":
+            return self.api == "run"
+        from trackio import utils
+
+        return bool(utils.get_storage_mode() != "sqlite")
+
+    # -- Sink ----------------------------------------------------------------------------------
     def start_run(self, run: RunInfo) -> None:
         """Open trackio's run (same id: a resumed run continues it)."""
         trackio = self._module()
         config = {config_key(k): v for k, v in run.config.items()}
         config.update(run.lineage())
-        if run.run_id in self._runs:  # reopened in this process: end the old handle first
-            self._runs.pop(run.run_id).finish()
-        self._runs[run.run_id] = trackio.Run(
-            url=None, project=run.project, client=None, name=run.name, run_id=run.run_id,
-            group=run.group, config=config)
-        self._status[run.run_id] = "resumed" if run.resumed else "pending"
+        old = self._runs.pop(run.run_id, None)
+        if old is not None:  # reopened in this process: end the old handle first
+            old.finish()
+        handle = (_RunApi(trackio, run, config) if self._use_run()
+                  else _StorageApi(trackio, run, config))
+        handle.status = "resumed" if run.resumed else "pending"
+        self._runs[run.run_id] = handle
 
     def log(self, run_id: str, rows: Sequence[Row]) -> None:
-        """One ``trackio`` log call per row, at the row's step."""
-        tr = self._run(run_id)
-        for step, _when, values in rows:
-            tr.log({k: v for k, v in values.items() if _plain(v)}, step=step)
+        """Forward the rows at their steps (numbers, bools, strings, JSON; not media)."""
+        handle = self._run(run_id)
+        handle.log([(step, when, {k: v for k, v in values.items() if _plain(v)})
+                    for step, when, values in rows])
         if rows:
-            self._logged.add(run_id)
-            self._last_step[run_id] = rows[-1][0]
+            handle.logged = True
+            handle.last_step = rows[-1][0]
 
     def set_status(self, run_id: str, status: str) -> None:
         """Status changes become trackio alerts titled ``run <status>``."""
-        previous = self._status.get(run_id)
-        self._status[run_id] = status
+        handle = self._run(run_id)
+        previous, handle.status = handle.status, status
         if status == previous:
             return
         if status in _STATUS_ALERTS:
-            self._alert(run_id, status)
+            handle.alert(status)
         elif status == "running" and previous in ("stopped", "failed", "resumed"):
-            self._alert(run_id, "resumed")
+            handle.alert("resumed")
 
     def update_config(self, run_id: str, config: Mapping[str, Any]) -> None:
         """Merge ``config`` into trackio's config (written again with the next row)."""
-        tr = self._run(run_id)
-        tr.config.update({config_key(k): v for k, v in config.items()})
-        if getattr(tr, "_config_logged", False):
-            tr._config_logged = False  # trackio rewrites the config row with the next log
+        self._run(run_id).update_config({config_key(k): v for k, v in config.items()})
 
     def finish_run(self, run_id: str, status: str) -> None:
-        """Alert the final status and finish trackio's run (waits for its writer)."""
-        self.set_status(run_id, status)
-        tr = self._runs.pop(run_id, None)
-        if tr is None:
+        """Alert the final status and hand everything to trackio."""
+        if run_id not in self._runs:
             return
-        if run_id not in self._logged:
-            tr.log({}, step=0)  # trackio creates the run and its config with a first row
-        self._logged.discard(run_id)
-        tr.finish()
+        self.set_status(run_id, status)
+        handle = self._runs.pop(run_id)
+        if not handle.logged:
+            handle.log([(0, time.time(), {})])  # trackio creates the run (and config) with it
+        handle.finish()
 
     def close(self) -> None:
         """Finish every trackio run still open."""
         for run_id in list(self._runs):
-            self.finish_run(run_id, self._status.get(run_id, "stopped"))
+            self.finish_run(run_id, self._runs[run_id].status)
 
-    def _run(self, run_id: str) -> Any:
+    def _run(self, run_id: str) -> _TrackioRun:
         try:
             return self._runs[run_id]
         except KeyError:
             raise RuntimeError(f"trackio sink: run {run_id} was not started") from None
-
-    def _alert(self, run_id: str, status: str) -> None:
-        from trackio.alerts import AlertLevel
-
-        tr = self._run(run_id)
-        tr.alert(title=TITLE_PREFIX + status, text=f"runfleet: run {tr.name} is {status}",
-                 level=AlertLevel(_LEVELS.get(status, "info")),
-                 step=self._last_step.get(run_id, 0))
 
     # -- reading back -----------------------------------------------------------------------------
     def db_path(self, project: str) -> Path:
@@ -226,3 +232,97 @@ class TrackioSink(Sink):
             for points in run.points.values():
                 points.sort(key=lambda p: p[0])
         return list(runs.values())
+
+
+class _TrackioRun:
+    """One open trackio run: how rows, alerts and config reach trackio."""
+
+    def __init__(self, run: RunInfo, config: dict[str, Any]) -> None:
+        self.info = run
+        self.config = config
+        self.status = "pending"
+        self.logged = False
+        self.last_step = 0
+
+    def log(self, rows: list[tuple[int, float, dict[str, Any]]]) -> None:
+        raise NotImplementedError
+
+    def alert(self, status: str) -> None:
+        raise NotImplementedError
+
+    def update_config(self, config: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        raise NotImplementedError
+
+
+class _StorageApi(_TrackioRun):
+    """Batches through ``trackio.SQLiteStorage`` (what ``trackio.Run`` calls in SQLite mode)."""
+
+    def __init__(self, trackio: Any, run: RunInfo, config: dict[str, Any]) -> None:
+        super().__init__(run, config)
+        self.storage = trackio.SQLiteStorage
+        self.config.update({"_Username": None, "_Created": _iso(time.time()),
+                            "_Group": run.group})
+        self.config_dirty = True
+
+    def log(self, rows: list[tuple[int, float, dict[str, Any]]]) -> None:
+        if not rows:
+            return
+        self.storage.bulk_log(
+            project=self.info.project, run=self.info.name, run_id=self.info.run_id,
+            metrics_list=[values for _, _, values in rows],
+            steps=[step for step, _, _ in rows],
+            timestamps=[_iso(when) for _, when, _ in rows],
+            config=self.config if self.config_dirty else None,
+            log_ids=[uuid.uuid4().hex for _ in rows])
+        self.config_dirty = False
+
+    def alert(self, status: str) -> None:
+        self.storage.bulk_alert(
+            project=self.info.project, run=self.info.name, run_id=self.info.run_id,
+            titles=[TITLE_PREFIX + status],
+            texts=[f"runfleet: run {self.info.name} is {status}"],
+            levels=[_LEVELS.get(status, "info")], steps=[self.last_step],
+            alert_ids=[uuid.uuid4().hex])
+
+    def update_config(self, config: dict[str, Any]) -> None:
+        self.config.update(config)
+        self.config_dirty = True
+
+    def finish(self) -> None:
+        if self.config_dirty and self.logged:
+            self.log([(self.last_step, time.time(), {})])
+
+
+class _RunApi(_TrackioRun):
+    """A ``trackio.Run`` with one ``log`` call per row."""
+
+    def __init__(self, trackio: Any, run: RunInfo, config: dict[str, Any]) -> None:
+        super().__init__(run, config)
+        self.run = trackio.Run(url=None, project=run.project, client=None, name=run.name,
+                               run_id=run.run_id, group=run.group, config=config)
+
+    def log(self, rows: list[tuple[int, float, dict[str, Any]]]) -> None:
+        for step, _, values in rows:
+            self.run.log(values, step=step)
+
+    def alert(self, status: str) -> None:
+        from trackio.alerts import AlertLevel
+
+        self.run.alert(title=TITLE_PREFIX + status,
+                       text=f"runfleet: run {self.info.name} is {status}",
+                       level=AlertLevel(_LEVELS.get(status, "info")), step=self.last_step)
+
+    def update_config(self, config: dict[str, Any]) -> None:
+        self.run.config.update(config)
+        if getattr(self.run, "_config_logged", False):
+            self.run._config_logged = False  # trackio rewrites the config with the next log
+
+    def finish(self) -> None:
+        self.run.finish()
+
+
+def _iso(when: float) -> str:
+    return datetime.fromtimestamp(when, timezone.utc).isoformat()
