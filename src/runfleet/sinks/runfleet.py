@@ -47,6 +47,7 @@ class RunfleetSink(Sink):
             config=dict(run.config), tags=list(run.tags), resume="allow", dir=self.dir,
             system_metrics=False, parent=run.parent, parent_step=run.parent_step,
             status="running")
+        self._status[run.run_id] = "running"
 
     def log(self, run_id: str, rows: Sequence[Row]) -> None:
         """Log every row at its step."""

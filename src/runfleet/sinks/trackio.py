@@ -74,26 +74,24 @@ class TrackioSink(Sink):
     Args:
         dir: trackio's data folder; default: ``TRACKIO_DIR``, else trackio's own default
             (``~/.cache/huggingface/trackio``).
-        api: how rows reach trackio. ``"storage"``: in batches through trackio's storage
-            layer (``trackio.SQLiteStorage.bulk_log`` / ``bulk_alert``: the same calls, rows
-            and config format ``trackio.Run`` makes in its local SQLite mode, with each row's
-            own log time); ``"run"``: one ``trackio.Run`` per run and one ``Run.log`` call per
-            row (trackio stamps the time); ``"auto"`` (default): ``"storage"``, unless
-            trackio logs through JSONL fragments (``TRACKIO_STORAGE_MODE=jsonl`` or a network
-            filesystem), where ``"run"`` lets trackio handle that.
+
+    Rows reach trackio in batches through its storage layer (``trackio.SQLiteStorage``
+    ``bulk_log`` / ``bulk_alert``: the calls, rows and config format ``trackio.Run`` itself
+    uses in its local SQLite mode), which keeps each row's own log time and costs less than
+    one ``trackio.log`` call per row. The sink is the only writer of its runs, so this holds
+    even where trackio would switch to JSONL fragments (a ``TRACKIO_DIR`` on a network
+    filesystem); a warning says so then.
     """
 
     name = "trackio"
 
-    def __init__(self, dir: str | os.PathLike[str] | None = None, api: str = "auto") -> None:
-        if api not in ("auto", "storage", "run"):
-            raise ValueError(f"api must be 'auto', 'storage' or 'run', got {api!r}")
+    def __init__(self, dir: str | os.PathLike[str] | None = None) -> None:
         self.dir = None if dir is None else Path(dir).expanduser().resolve()
-        self.api = api
         self._runs: dict[str, _TrackioRun] = {}
+        self._mode_checked = False
 
     def __repr__(self) -> str:
-        return f"TrackioSink(dir={str(self.dir) if self.dir else None!r}, api={self.api!r})"
+        return f"TrackioSink(dir={str(self.dir) if self.dir else None!r})"
 
     # -- trackio module ------------------------------------------------------------------------
     def _module(self) -> Any:
@@ -125,12 +123,17 @@ class TrackioSink(Sink):
 
         return Path(utils.TRACKIO_DIR)
 
-    def _use_run(self) -> bool:
-        if self.api != "auto":
-            return self.api == "run"
+    def _check_mode(self) -> None:
+        if self._mode_checked:
+            return
+        self._mode_checked = True
         from trackio import utils
 
-        return bool(utils.get_storage_mode() != "sqlite")
+        if utils.get_storage_mode() != "sqlite":
+            warnings.warn(f"trackio would log through JSONL fragments in {utils.TRACKIO_DIR} "
+                          f"(a network filesystem, or TRACKIO_STORAGE_MODE=jsonl); runfleet's "
+                          f"trackio sink writes trackio's SQLite file there directly, as the "
+                          f"only writer of its runs", RuntimeWarning, stacklevel=2)
 
     # -- Sink ----------------------------------------------------------------------------------
     def start_run(self, run: RunInfo) -> None:
@@ -141,8 +144,8 @@ class TrackioSink(Sink):
         old = self._runs.pop(run.run_id, None)
         if old is not None:  # reopened in this process: end the old handle first
             old.finish()
-        handle = (_RunApi(trackio, run, config) if self._use_run()
-                  else _StorageApi(trackio, run, config))
+        self._check_mode()
+        handle = _TrackioRun(trackio, run, config)
         handle.status = "resumed" if run.resumed else "pending"
         self._runs[run.run_id] = handle
 
@@ -235,39 +238,20 @@ class TrackioSink(Sink):
 
 
 class _TrackioRun:
-    """One open trackio run: how rows, alerts and config reach trackio."""
+    """One open trackio run, written through ``trackio.SQLiteStorage``."""
 
-    def __init__(self, run: RunInfo, config: dict[str, Any]) -> None:
+    def __init__(self, trackio: Any, run: RunInfo, config: dict[str, Any]) -> None:
         self.info = run
-        self.config = config
+        self.storage = trackio.SQLiteStorage
+        self.config = {**config, "_Username": None, "_Created": _iso(time.time()),
+                       "_Group": run.group}
+        self.config_dirty = True
         self.status = "pending"
         self.logged = False
         self.last_step = 0
 
     def log(self, rows: list[tuple[int, float, dict[str, Any]]]) -> None:
-        raise NotImplementedError
-
-    def alert(self, status: str) -> None:
-        raise NotImplementedError
-
-    def update_config(self, config: dict[str, Any]) -> None:
-        raise NotImplementedError
-
-    def finish(self) -> None:
-        raise NotImplementedError
-
-
-class _StorageApi(_TrackioRun):
-    """Batches through ``trackio.SQLiteStorage`` (what ``trackio.Run`` calls in SQLite mode)."""
-
-    def __init__(self, trackio: Any, run: RunInfo, config: dict[str, Any]) -> None:
-        super().__init__(run, config)
-        self.storage = trackio.SQLiteStorage
-        self.config.update({"_Username": None, "_Created": _iso(time.time()),
-                            "_Group": run.group})
-        self.config_dirty = True
-
-    def log(self, rows: list[tuple[int, float, dict[str, Any]]]) -> None:
+        """Write ``rows`` (and the config, when it changed) in one trackio transaction."""
         if not rows:
             return
         self.storage.bulk_log(
@@ -280,6 +264,7 @@ class _StorageApi(_TrackioRun):
         self.config_dirty = False
 
     def alert(self, status: str) -> None:
+        """A trackio alert ``run <status>`` at the last logged step."""
         self.storage.bulk_alert(
             project=self.info.project, run=self.info.name, run_id=self.info.run_id,
             titles=[TITLE_PREFIX + status],
@@ -288,40 +273,14 @@ class _StorageApi(_TrackioRun):
             alert_ids=[uuid.uuid4().hex])
 
     def update_config(self, config: dict[str, Any]) -> None:
+        """Merge ``config``; it is written with the next rows (or at finish)."""
         self.config.update(config)
         self.config_dirty = True
 
     def finish(self) -> None:
+        """Write a config changed since the last rows (trackio writes config with rows)."""
         if self.config_dirty and self.logged:
             self.log([(self.last_step, time.time(), {})])
-
-
-class _RunApi(_TrackioRun):
-    """A ``trackio.Run`` with one ``log`` call per row."""
-
-    def __init__(self, trackio: Any, run: RunInfo, config: dict[str, Any]) -> None:
-        super().__init__(run, config)
-        self.run = trackio.Run(url=None, project=run.project, client=None, name=run.name,
-                               run_id=run.run_id, group=run.group, config=config)
-
-    def log(self, rows: list[tuple[int, float, dict[str, Any]]]) -> None:
-        for step, _, values in rows:
-            self.run.log(values, step=step)
-
-    def alert(self, status: str) -> None:
-        from trackio.alerts import AlertLevel
-
-        self.run.alert(title=TITLE_PREFIX + status,
-                       text=f"runfleet: run {self.info.name} is {status}",
-                       level=AlertLevel(_LEVELS.get(status, "info")), step=self.last_step)
-
-    def update_config(self, config: dict[str, Any]) -> None:
-        self.run.config.update(config)
-        if getattr(self.run, "_config_logged", False):
-            self.run._config_logged = False  # trackio rewrites the config with the next log
-
-    def finish(self) -> None:
-        self.run.finish()
 
 
 def _iso(when: float) -> str:
