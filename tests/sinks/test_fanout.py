@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import sqlite3
 import threading
 import warnings
 from collections.abc import Mapping, Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +15,12 @@ import pytest
 
 import runfleet
 from runfleet import Experiment, GridSearch, List
+from runfleet.engine.policy import RunProgress, StoppingPolicy
 from runfleet.fit import TorchConfig
 from runfleet.sinks import Sink, resolve_sinks
 from runfleet.sinks.base import Row, RunInfo
 from runfleet.sinks.fanout import RunfleetSinkWarning, SinkChannel
+from runfleet.sinks.trackio import TrackioSink
 from tests.engine.models import make_model, regression_data
 
 
@@ -195,3 +199,49 @@ def test_tracker_names_are_validated_before_anything_runs(home: Path) -> None:
     assert resolve_sinks(["runfleet"]) == []
     assert resolve_sinks(["trackio", "trackio"]) == resolve_sinks(["trackio"])
     assert not (home / "experiments" / "x").exists()
+
+
+_STOPPED_ONCE: set[str] = set()
+
+
+class StopFirstRunAfterOneChunk(StoppingPolicy):
+    """Stops the first run after its first chunk, once per process."""
+
+    def decide(self, runs: Sequence[RunProgress]) -> list[tuple[str, str]]:
+        out = []
+        for r in runs:
+            if r.index == 0 and r.active and r.chunks_done == 1 and r.run_id not in _STOPPED_ONCE:
+                _STOPPED_ONCE.add(r.run_id)
+                out.append((r.run_id, "stopped by the test"))
+        return out
+
+
+def test_a_run_stopped_then_resumed_later_continues_the_same_trackio_run(home: Path) -> None:
+    space = GridSearch(TorchConfig(hidden=List([4, 8]), learning_rate=0.01, max_steps=12,
+                                   per_device_train_batch_size=8), trainer="torch")
+    exp = Experiment("fan-resume", dir=home, trackers=("runfleet", "trackio"))
+    exp.run_fit(space, make_model, regression_data(64), num_chunks=3, workers=1,
+                progress=False, stopping=StopFirstRunAfterOneChunk())
+    first, second = exp.runs()["id"].tolist()
+    assert list(exp.runs()["status"]) == ["stopped", "completed"]
+    exp.resume(first, wait=False)
+    # Later, as from another process: the recorded trackers are used again.
+    again = Experiment.attach("fan-resume", dir=home)
+    assert again.trackers == ("runfleet", "trackio")
+    again.resume_all(workers=1, progress=False)
+    trackio_runs = {r.run_id: r for r in TrackioSink().read_project("fan-resume")}
+    assert set(trackio_runs) == {first, second}
+    api = runfleet.Api(home)
+    for rid in (first, second):
+        steps = [s for s, _ in trackio_runs[rid].points["loss"]]
+        assert steps == list(range(1, 13))  # every step exactly once, across both processes
+        assert [v for _, v in trackio_runs[rid].points["loss"]] == \
+            api.run("fan-resume", rid).history(keys=["loss"])["loss"].tolist()
+        assert trackio_runs[rid].status == "completed"
+    db = TrackioSink().db_path("fan-resume")
+    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        titles = {rid: [t for (t,) in conn.execute(
+            "SELECT title FROM alerts WHERE run_id = ? ORDER BY id", (rid,))]
+            for rid in (first, second)}
+    assert titles == {first: ["run stopped", "run resumed", "run completed"],
+                      second: ["run completed"]}

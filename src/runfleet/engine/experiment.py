@@ -116,7 +116,7 @@ class Experiment:
         self.home = Home.resolve(dir)
         self.group = group
         self.trackers = tuple(trackers or ())
-        self.sinks = resolve_sinks(self.trackers)  # validates names before anything runs
+        self._sinks: list[Sink] | None = resolve_sinks(self.trackers)  # names checked now
         self.dir = self.home.root / "experiments" / name
         self.last_runs: list[EngineRun] = []
         self.last_controller: Controller | None = None
@@ -133,12 +133,19 @@ class Experiment:
         exp = cls(name, dir=dir, trackers=trackers)
         if not (exp.dir / "experiment.json").exists():
             raise ValueError(f"no experiment {name!r} in {exp.home.root}")
-        if trackers is None:
+        if trackers is None:  # resolved when first needed: inspecting needs no tracker
             meta = json.loads((exp.dir / "experiment.json").read_text())
             exp.trackers = tuple(meta.get("trackers", ()))
-            exp.sinks = resolve_sinks(exp.trackers)
+            exp._sinks = None
         exp._attached = True
         return exp
+
+    @property
+    def sinks(self) -> list[Sink]:
+        """The tracking sinks the runs go to besides runfleet's store (from ``trackers``)."""
+        if self._sinks is None:
+            self._sinks = resolve_sinks(self.trackers)
+        return self._sinks
 
     def __repr__(self) -> str:
         return f"Experiment({self.name!r}, dir={str(self.home.root)!r})"
