@@ -172,16 +172,13 @@ def test_results_read_back_from_trackio_equal_the_store(demo: Demo) -> None:
     pd.testing.assert_frame_equal(theirs[metric_cols], mine[metric_cols])
 
 
-def test_mlflow_holds_every_run_param_and_metric(demo: Demo) -> None:
+def test_mlflow_holds_every_run_param_and_metric(demo: Demo,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(demo.mlflow_uri)
-    try:
-        frame = mlflow.search_runs(experiment_names=[NAME], output_format="pandas")
-    finally:
-        mlflow.set_tracking_uri(previous)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", demo.mlflow_uri)  # mlflow's global URI unset
+    frame = mlflow.search_runs(experiment_names=[NAME], output_format="pandas")
     assert isinstance(frame, pd.DataFrame) and len(frame) == len(demo.runs)
     client = MlflowClient(demo.mlflow_uri)
     for _, row in frame.iterrows():

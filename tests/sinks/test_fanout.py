@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sqlite3
 import threading
 import warnings
@@ -20,6 +21,7 @@ from runfleet.fit import TorchConfig
 from runfleet.sinks import Sink, resolve_sinks
 from runfleet.sinks.base import Row, RunInfo
 from runfleet.sinks.fanout import RunfleetSinkWarning, SinkChannel
+from runfleet.sinks.mlflow import MLflowSink
 from runfleet.sinks.trackio import TrackioSink
 from tests.engine.models import make_model, regression_data
 
@@ -115,7 +117,8 @@ def test_init_forwards_every_row_status_and_config_in_order(home: Path) -> None:
     assert rows[:500] == expected
     assert rows[500][0] == 1000 and math.isnan(rows[500][1]["nan"])
     tail = [c for c in sink.calls if c[0] in ("config", "status", "finish")]
-    assert tail == [("config", run.id, {"lr": 0.1, "batch": 8}),
+    assert tail == [("status", run.id, "running"),  # the status the run starts with
+                    ("config", run.id, {"lr": 0.1, "batch": 8}),
                     ("status", run.id, "stopped"), ("status", run.id, "running"),
                     ("finish", run.id, "completed")]
     assert sink.threads == {"runfleet-sink-recording"}  # never the training thread
@@ -219,7 +222,9 @@ class StopFirstRunAfterOneChunk(StoppingPolicy):
 def test_a_run_stopped_then_resumed_later_continues_the_same_trackio_run(home: Path) -> None:
     space = GridSearch(TorchConfig(hidden=List([4, 8]), learning_rate=0.01, max_steps=12,
                                    per_device_train_batch_size=8), trainer="torch")
-    exp = Experiment("fan-resume", dir=home, trackers=("runfleet", "trackio"))
+    mlflow_uri = f"sqlite:///{home.parent / 'mlflow.db'}"
+    exp = Experiment("fan-resume", dir=home,
+                     trackers=("runfleet", "trackio", MLflowSink(tracking_uri=mlflow_uri)))
     exp.run_fit(space, make_model, regression_data(64), num_chunks=3, workers=1,
                 progress=False, stopping=StopFirstRunAfterOneChunk())
     first, second = exp.runs()["id"].tolist()
@@ -227,8 +232,15 @@ def test_a_run_stopped_then_resumed_later_continues_the_same_trackio_run(home: P
     exp.resume(first, wait=False)
     # Later, as from another process: the recorded trackers are used again.
     again = Experiment.attach("fan-resume", dir=home)
-    assert again.trackers == ("runfleet", "trackio")
+    assert again.trackers == ("runfleet", "trackio", "mlflow")
+    rebuilt = again.sinks[1]  # rebuilt with its recorded settings, not the defaults
+    assert isinstance(rebuilt, MLflowSink) and rebuilt.tracking_uri == mlflow_uri
     again.resume_all(workers=1, progress=False)
+    in_mlflow = {r.run_id: r for r in MLflowSink(tracking_uri=mlflow_uri)
+                 .read_project("fan-resume")}
+    assert set(in_mlflow) == {first, second}  # the same MLflow run continued
+    assert [s for s, _ in in_mlflow[first].points["loss"]] == list(range(1, 13))
+    assert in_mlflow[first].status == "completed"
     trackio_runs = {r.run_id: r for r in TrackioSink().read_project("fan-resume")}
     assert set(trackio_runs) == {first, second}
     api = runfleet.Api(home)
@@ -245,3 +257,52 @@ def test_a_run_stopped_then_resumed_later_continues_the_same_trackio_run(home: P
             for rid in (first, second)}
     assert titles == {first: ["run stopped", "run resumed", "run completed"],
                       second: ["run completed"]}
+
+
+def test_a_finished_run_deleted_later_ends_again_in_its_sinks(home: Path) -> None:
+    sink = RecordingSink()
+    run = runfleet.init(project="fan", dir=home, sinks=[sink])
+    run.log({"x": 1})
+    run.finish()
+    assert isinstance(run, runfleet.Run)
+    run.set_status("deleted")  # what the controller does when a finished run is deleted
+    run._sinks.flush(30)  # type: ignore[union-attr]
+    calls = [(c[0], c[1].resumed if c[0] == "start" else c[-1]) for c in sink.calls
+             if c[0] in ("start", "finish")]
+    assert calls == [("start", False), ("finish", "completed"), ("start", True),
+                     ("finish", "deleted")]
+
+
+class FileSink(RecordingSink):
+    """Appends ``<pid> <call>`` lines to a file: shows which process called it."""
+
+    name = "file"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+    def _note(self, *call: Any) -> None:
+        with open(self.path, "a") as f:
+            f.write(f"{os.getpid()} {call[0]}\n")
+
+
+def test_a_forked_child_never_feeds_or_finishes_the_parents_sink_runs(home: Path) -> None:
+    log = home / "calls.txt"
+    run = runfleet.init(project="fan", dir=home, sinks=[FileSink(log)])
+    for i in range(50):
+        run.log({"x": i})
+    pid = os.fork()
+    if pid == 0:  # the child ends the run it inherited and exits, as a worker might
+        try:
+            run.finish()
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    for i in range(50):
+        run.log({"x": i})
+    run.finish()
+    lines = log.read_text().split()
+    pids, calls = lines[0::2], lines[1::2]
+    assert set(pids) == {str(os.getpid())}
+    assert calls[0] == "start" and calls.count("finish") == 1 and calls[-1] == "finish"

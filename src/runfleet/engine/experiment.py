@@ -35,7 +35,7 @@ from runfleet.fit.configs import (
     TorchConfig,
 )
 from runfleet.home import Home
-from runfleet.sinks import Sink, resolve_sinks
+from runfleet.sinks import Sink, describe, rebuild, resolve_sinks
 from runfleet.sinks.fanout import flush_all as flush_sinks
 from runfleet.sinks.fanout import sink_timeout
 from runfleet.store.base import (
@@ -117,6 +117,7 @@ class Experiment:
         self.group = group
         self.trackers = tuple(trackers or ())
         self._sinks: list[Sink] | None = resolve_sinks(self.trackers)  # names checked now
+        self._recorded: list[Any] = []
         self.dir = self.home.root / "experiments" / name
         self.last_runs: list[EngineRun] = []
         self.last_controller: Controller | None = None
@@ -133,9 +134,11 @@ class Experiment:
         exp = cls(name, dir=dir, trackers=trackers)
         if not (exp.dir / "experiment.json").exists():
             raise ValueError(f"no experiment {name!r} in {exp.home.root}")
-        if trackers is None:  # resolved when first needed: inspecting needs no tracker
+        if trackers is None:  # rebuilt when first needed: inspecting needs no tracker
             meta = json.loads((exp.dir / "experiment.json").read_text())
-            exp.trackers = tuple(meta.get("trackers", ()))
+            exp._recorded = list(meta.get("trackers", ()))
+            exp.trackers = tuple(r if isinstance(r, str) else r.get("name", "?")
+                                 for r in exp._recorded)
             exp._sinks = None
         exp._attached = True
         return exp
@@ -144,6 +147,7 @@ class Experiment:
     def sinks(self) -> list[Sink]:
         """The tracking sinks the runs go to besides runfleet's store (from ``trackers``)."""
         if self._sinks is None:
+            self.trackers = tuple(rebuild(r) for r in self._recorded)
             self._sinks = resolve_sinks(self.trackers)
         return self._sinks
 
@@ -189,7 +193,7 @@ class Experiment:
                                   seed=seed, eval_steps=eval_steps), flat))
         self.dir.mkdir(parents=True, exist_ok=True)
         self._write_meta(num_chunks=num_chunks, seed=seed, trainer=trainer,
-                         trackers=[t if isinstance(t, str) else t.name for t in self.trackers])
+                         trackers=[describe(t) for t in self.trackers])
         runs: list[EngineRun] = []
         offset = len(self._existing_runs())
         for i, (spec, flat) in enumerate(specs):

@@ -29,7 +29,8 @@ from typing import Any
 
 from runfleet.sinks.base import RunInfo, Sink, SinkRun
 
-__all__ = ["SINK_CLASSES", "RunInfo", "Sink", "SinkRun", "resolve_sinks", "sink_class"]
+__all__ = ["SINK_CLASSES", "RunInfo", "Sink", "SinkRun", "describe", "rebuild", "resolve_sinks",
+           "sink_class"]
 
 #: Sink names accepted as strings, and where their classes live.
 SINK_CLASSES = {
@@ -56,6 +57,35 @@ def sink_class(name: str) -> type[Sink]:
         raise ImportError(f"the {name} tracker needs the {extra!r} package "
                           f"(pip install 'runfleet[{extra}]'): {exc}") from exc
     return found
+
+
+def describe(tracker: str | Sink) -> str | dict[str, Any]:
+    """A JSON-able record of a tracker: its name, or a sink's class and :meth:`Sink.settings`
+    (what :func:`rebuild` turns back into the same sink in another process)."""
+    if isinstance(tracker, str):
+        return tracker
+    cls = type(tracker)
+    return {"name": tracker.name, "class": f"{cls.__module__}:{cls.__qualname__}",
+            "settings": tracker.settings()}
+
+
+def rebuild(record: str | dict[str, Any]) -> str | Sink:
+    """The tracker a :func:`describe` record stands for (a name stays a name)."""
+    if isinstance(record, str):
+        return record
+    module, _, qualname = str(record["class"]).partition(":")
+    try:
+        cls: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            cls = getattr(cls, part)
+        sink = cls(**record.get("settings", {}))
+    except Exception as exc:
+        raise ValueError(f"cannot rebuild the {record.get('name')!r} tracker "
+                         f"({record['class']}) recorded for this experiment: {exc}; pass "
+                         f"trackers=... to Experiment.attach()") from exc
+    if not isinstance(sink, Sink):
+        raise ValueError(f"{record['class']} is not a runfleet.sinks.Sink")
+    return sink
 
 
 def resolve_sinks(trackers: Iterable[Any] | None) -> list[Sink]:

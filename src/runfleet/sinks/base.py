@@ -41,7 +41,9 @@ class RunInfo:
 
     ``config`` is the run's flattened config (``peft_config.r``, ``training_args.learning_rate``
     ...); ``parent`` and ``parent_step`` give the lineage of a cloned run (``None`` otherwise);
-    ``resumed`` is true when the run already existed (resumed in this process).
+    ``resumed`` is true when the run already existed (resumed in this process); ``status``
+    is the run's status as it starts (the sink also gets it as a first :meth:`Sink.set_status`
+    call, so sinks that only follow ``set_status`` need not read it).
     """
 
     project: str
@@ -54,6 +56,7 @@ class RunInfo:
     tags: tuple[str, ...] = ()
     resumed: bool = False
     home: str | None = None
+    status: str | None = None
 
     def lineage(self) -> dict[str, Any]:
         """Parent and warm-start information as flat config entries (empty for a root run)."""
@@ -115,6 +118,15 @@ class Sink(abc.ABC):
 
         The default does nothing; sinks whose target can add config values override it.
         """
+
+    def settings(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this sink in another process (JSON values).
+
+        ``Experiment`` records them so that ``Experiment.attach(name).resume_all()`` sends
+        resumed runs to the same place. The default (no arguments) suits sinks without
+        settings; sinks with settings override it.
+        """
+        return {}
 
     def read_project(self, project: str) -> list[SinkRun]:
         """Read every run of ``project`` back from the target, metrics included."""

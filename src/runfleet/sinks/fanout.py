@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import os
 import threading
 import time
@@ -81,6 +82,7 @@ class SinkChannel:
         self._runs_lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = False
+        self._forked = False  # set in a fork()ed child: the parent owns the queue and sink
         self._warned: set[str] = set()
         self._thread = threading.Thread(target=self._loop, daemon=True,
                                         name=f"runfleet-sink-{sink.name}")
@@ -92,11 +94,13 @@ class SinkChannel:
         with self._runs_lock:
             self._runs[info.run_id] = _RunState(on_error)
         self._put(_START, info.run_id, info)
+        if info.status is not None:
+            self._put(_STATUS, info.run_id, info.status)
 
     def log(self, run_id: str, step: int, when: float, values: Mapping[str, Any]) -> None:
         """Queue one row (the caller passes a private copy of the values)."""
         q = self._queue
-        if len(q) >= self.max_queue:
+        if len(q) >= self.max_queue or self._forked:
             state = self._runs.get(run_id)
             if state is not None:
                 state.dropped += 1
@@ -115,10 +119,12 @@ class SinkChannel:
 
     def finish_run(self, run_id: str, status: str) -> None:
         """Queue the run's end."""
-        self._put(_FINISH, run_id, status)
+        self._put(_FINISH, run_id, (status, self._runs.get(run_id)))
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued before this call reached the sink."""
+        if self._forked:
+            return True
         if not self._thread.is_alive():
             self._drain()
             return True
@@ -129,13 +135,15 @@ class SinkChannel:
 
     def close(self, timeout: float | None = None) -> bool:
         """Drain the queue, close the sink and stop the thread; False if it timed out."""
-        if self._closed:
+        if self._closed or self._forked:
             return True
         drained = self.flush(timeout)
         self._closed = True
         self._wake.set()
         if drained:
             self._thread.join(timeout)
+            if self._thread.is_alive():  # still inside a sink call: never call it twice
+                return False
             try:
                 self.sink.close()
             except Exception as exc:
@@ -147,6 +155,8 @@ class SinkChannel:
         return drained
 
     def _put(self, kind: int, run_id: str, payload: Any) -> None:
+        if self._forked:
+            return
         self._queue.append((kind, run_id, payload))
         self._wake.set()
 
@@ -170,8 +180,10 @@ class SinkChannel:
                 pending.setdefault(run_id, []).append(payload)
                 continue
             if kind == _BARRIER:
-                self._send_logs(pending)
-                payload.done.set()
+                try:
+                    self._send_logs(pending)
+                finally:
+                    payload.done.set()
                 continue
             rows = pending.pop(run_id, None)
             if rows:
@@ -199,8 +211,9 @@ class SinkChannel:
         elif kind == _CONFIG:
             self._call(run_id, "update_config", sink.update_config, run_id, payload)
         elif kind == _FINISH:
-            self._call(run_id, "finish_run", sink.finish_run, run_id, payload)
-            self._report_end(run_id)
+            status, state = payload
+            self._call(run_id, "finish_run", sink.finish_run, run_id, status)
+            self._report_end(run_id, state)
 
     def _call(self, run_id: str, what: str, fn: Callable[..., Any], *args: Any) -> None:
         try:
@@ -217,9 +230,10 @@ class SinkChannel:
                 state.first_error = "".join(traceback.format_exception_only(exc)).strip()
                 self._record(state, message)
 
-    def _report_end(self, run_id: str) -> None:
+    def _report_end(self, run_id: str, state: _RunState | None) -> None:
         with self._runs_lock:
-            state = self._runs.pop(run_id, None)
+            if state is not None and self._runs.get(run_id) is state:
+                del self._runs[run_id]  # a newer start of the same run keeps its own state
         if state is None:
             return
         notes = []
@@ -240,17 +254,23 @@ class SinkChannel:
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
             self._warned.add(key)
-            warnings.warn(message, RunfleetSinkWarning, stacklevel=2)
+            with contextlib.suppress(Exception):  # e.g. -W error: never kill the channel
+                warnings.warn(message, RunfleetSinkWarning, stacklevel=2)
 
 
 class RunSinks:
     """The channels of one run: what :class:`runfleet.tracking.run.Run` calls."""
 
-    __slots__ = ("channels", "run_id")
+    __slots__ = ("channels", "info", "on_error", "run_id")
 
-    def __init__(self, channels: Iterable[SinkChannel], run_id: str) -> None:
+    def __init__(self, channels: Iterable[SinkChannel], info: RunInfo,
+                 on_error: ErrorHook) -> None:
         self.channels = tuple(channels)
-        self.run_id = run_id
+        self.info = info
+        self.on_error = on_error
+        self.run_id = info.run_id
+        for ch in self.channels:
+            ch.start_run(info, on_error)
 
     def log(self, step: int, when: float, values: Mapping[str, Any]) -> None:
         """Forward one row (copied once, shared by the channels)."""
@@ -271,6 +291,14 @@ class RunSinks:
     def finish(self, status: str) -> None:
         """Forward the run's end."""
         for ch in self.channels:
+            ch.finish_run(self.run_id, status)
+
+    def finish_again(self, status: str) -> None:
+        """A run that already ended changed status (e.g. deleted): reopen it in the sinks
+        and end it with ``status``."""
+        info = dataclasses.replace(self.info, resumed=True, status=None)
+        for ch in self.channels:
+            ch.start_run(info, self.on_error)
             ch.finish_run(self.run_id, status)
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -315,13 +343,32 @@ def flush_all(timeout: float | None = None) -> bool:
 
 
 def close_all(timeout: float | None = None) -> None:
-    """Drain and close every channel (at exit, and in tests)."""
+    """Drain and close every channel within one shared deadline (at exit, and in tests).
+
+    :func:`runfleet.tracking.homes.close_all` calls this first, so that what the sinks
+    report while draining (failures, dropped rows) still reaches the runs' writers.
+    """
     with _lock:
         channels = list(_channels.values())
         _channels.clear()
     limit = sink_timeout() if timeout is None else timeout
+    deadline = time.monotonic() + limit
     for ch in channels:
-        ch.close(limit)
+        ch.close(max(0.0, deadline - time.monotonic()))
 
 
+def _after_fork_in_child() -> None:
+    """A forked child must neither drain nor close its parent's channels and sinks."""
+    global _pid
+    for ch in list(_channels.values()):
+        ch._forked = True
+        ch._queue = deque()
+    _channels.clear()
+    _pid = os.getpid()
+    from runfleet import sinks
+
+    sinks._defaults.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 atexit.register(close_all)

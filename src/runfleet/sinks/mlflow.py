@@ -235,6 +235,10 @@ class MLflowSink(Sink):
     def __repr__(self) -> str:
         return f"MLflowSink(tracking_uri={self.tracking_uri!r})"
 
+    def settings(self) -> dict[str, Any]:
+        """``{"tracking_uri": ...}`` (None: MLflow's default where it is rebuilt)."""
+        return {"tracking_uri": self.tracking_uri}
+
     # -- target access ---------------------------------------------------------------------------
     def client(self) -> MlflowClient:
         """The ``MlflowClient`` of this sink (created, and the URI resolved, on first use).

@@ -32,6 +32,10 @@ class RunfleetSink(Sink):
     def __repr__(self) -> str:
         return f"RunfleetSink(dir={str(self.dir)!r})"
 
+    def settings(self) -> dict[str, Any]:
+        """``{"dir": ...}``: the mirror home."""
+        return {"dir": str(self.dir)}
+
     def start_run(self, run: RunInfo) -> None:
         """Create (or, when it exists, continue) the mirrored run."""
         from runfleet.tracking.session import start_run

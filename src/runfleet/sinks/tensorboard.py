@@ -134,6 +134,11 @@ class TensorBoardSink(Sink):
     def __repr__(self) -> str:
         return f"TensorBoardSink(logdir={None if self.logdir is None else str(self.logdir)!r})"
 
+    def settings(self) -> dict[str, Any]:
+        """``{"logdir": ..., "flush_secs": ...}`` (logdir None: under the runfleet home)."""
+        return {"logdir": None if self.logdir is None else str(self.logdir),
+                "flush_secs": self.flush_secs}
+
     # -- paths -------------------------------------------------------------------------------------
     def root(self, home: str | None = None) -> Path:
         """The folder holding the project folders for a run of ``home``."""

@@ -93,6 +93,10 @@ class TrackioSink(Sink):
     def __repr__(self) -> str:
         return f"TrackioSink(dir={str(self.dir) if self.dir else None!r})"
 
+    def settings(self) -> dict[str, Any]:
+        """``{"dir": ...}`` (None: ``TRACKIO_DIR`` of the process that rebuilds it)."""
+        return {"dir": None if self.dir is None else str(self.dir)}
+
     # -- trackio module ------------------------------------------------------------------------
     def _module(self) -> Any:
         if self.dir is not None:
@@ -146,8 +150,10 @@ class TrackioSink(Sink):
             old.finish()
         self._check_mode()
         handle = _TrackioRun(trackio, run, config)
-        handle.status = "resumed" if run.resumed else "pending"
+        handle.status = run.status or "pending"
         self._runs[run.run_id] = handle
+        if run.resumed and handle.status == "running":
+            handle.alert("resumed")  # e.g. after a crash: it runs again
 
     def log(self, run_id: str, rows: Sequence[Row]) -> None:
         """Forward the rows at their steps (numbers, bools, strings, JSON; not media)."""
@@ -166,7 +172,7 @@ class TrackioSink(Sink):
             return
         if status in _STATUS_ALERTS:
             handle.alert(status)
-        elif status == "running" and previous in ("stopped", "failed", "resumed"):
+        elif status == "running" and previous in ("stopped", "failed"):
             handle.alert("resumed")
 
     def update_config(self, run_id: str, config: Mapping[str, Any]) -> None:
@@ -179,7 +185,7 @@ class TrackioSink(Sink):
             return
         self.set_status(run_id, status)
         handle = self._runs.pop(run_id)
-        if not handle.logged:
+        if not handle.logged and not handle.info.resumed:
             handle.log([(0, time.time(), {})])  # trackio creates the run (and config) with it
         handle.finish()
 

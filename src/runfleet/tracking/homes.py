@@ -79,7 +79,10 @@ def get(home: Home) -> OpenHome:
 
 
 def close_all() -> None:
-    """Flush and close every writer (used at exit and by tests)."""
+    """Drain the tracking sinks, then flush and close every writer (at exit and in tests)."""
+    from runfleet.sinks import fanout
+
+    fanout.close_all()
     with _lock:
         items = list(_open.values())
         _open.clear()

@@ -249,7 +249,10 @@ class Run:
         stopped ...)."""
         self._writer.update_run(self._rid, status=status)
         if self._sinks is not None:
-            self._sinks.set_status(status)
+            if self._finished:  # e.g. a finished run deleted: the sinks end it again
+                self._sinks.finish_again(status)
+            else:
+                self._sinks.set_status(status)
 
     @property
     def sinks(self) -> tuple[Any, ...]:

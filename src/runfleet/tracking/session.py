@@ -225,7 +225,7 @@ def start_run(
             project=project, run_id=run_id, name=run_name, group=group,
             config=dict(cfg_values), parent=record.parent, parent_step=record.parent_step,
             tags=tuple(tag_list), resumed=step > 0 or "resumed" in metadata,
-            home=str(home.root)))
+            home=str(home.root), status=status))
 
     def config_changed(snapshot: dict[str, Any]) -> None:
         opened.writer.update_run(rid, config=snapshot)
@@ -251,10 +251,7 @@ def _open_sinks(sinks: list[Sink], writer: Any, rid: int, info: RunInfo) -> RunS
     def on_error(message: str, step: int | None) -> None:
         writer.alert(AlertRow(rid, "tracking sink failed", message, "warn", step, time.time()))
 
-    channels = [channel_for(s) for s in sinks]
-    for ch in channels:
-        ch.start_run(info, on_error)
-    return RunSinks(channels, info.run_id)
+    return RunSinks([channel_for(s) for s in sinks], info, on_error)
 
 
 def _system_metrics_enabled(flag: bool | None) -> bool:
