@@ -10,6 +10,7 @@ import torch
 
 import runfleet
 from runfleet.integrations.transformers import RunfleetCallback
+from runfleet.sinks.trackio import TrackioSink
 
 
 def _tokenized(tiny_model: str, instructions: Any, n: int) -> Any:
@@ -77,10 +78,16 @@ def test_trl_sft_trainer_with_the_callback(home: Path, tiny_model: str, instruct
     trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_model), args=args,
                          train_dataset=instructions.select(range(16)).remove_columns(["task"]),
                          processing_class=AutoTokenizer.from_pretrained(tiny_model),
-                         callbacks=[RunfleetCallback(project="trl", dir=home)])
+                         callbacks=[RunfleetCallback(project="trl-callback", dir=home,
+                                                     sinks=["trackio"])])
     trainer.train()
-    (run,) = runfleet.Api(home).runs("trl")
+    (run,) = runfleet.Api(home).runs("trl-callback")
     h = run.history(keys=["loss"])
-    assert dict(zip(h["_step"].tolist(), h["loss"].tolist(), strict=True)) == \
-        logged_losses(trainer.state.log_history, "loss")
+    expected = logged_losses(trainer.state.log_history, "loss")
+    assert dict(zip(h["_step"].tolist(), h["loss"].tolist(), strict=True)) == expected
     assert run.status == "completed" and len(h) == 4
+    # the same run, sent to trackio through the callback's sinks
+    (in_trackio,) = TrackioSink().read_project("trl-callback")
+    assert (in_trackio.run_id, in_trackio.status) == (run.id, "completed")
+    assert dict(in_trackio.points["loss"]) == expected
+    assert in_trackio.config["args.learning_rate"] == run.config["args.learning_rate"]

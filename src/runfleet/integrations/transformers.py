@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from transformers import TrainerCallback
 
+from runfleet.sinks import Sink, resolve_sinks
 from runfleet.tracking.config import to_config_value
 from runfleet.tracking.run import Run
 from runfleet.tracking.session import start_run
@@ -38,12 +40,16 @@ class RunfleetCallback(TrainerCallback):
         dir: runfleet home (default: ``RUNFLEET_DIR`` or ``~/.runfleet``).
         group, tags, notes: as in :func:`runfleet.init`.
         config: extra config values to store with the run.
+        sinks: also send the run to these trackers (``"trackio"``, ``"mlflow"``,
+            ``"tensorboard"`` or :class:`runfleet.sinks.Sink` objects), as in
+            :func:`runfleet.init`.
     """
 
     def __init__(self, project: str | None = None, name: str | None = None,
                  dir: str | os.PathLike[str] | None = None, group: str | None = None,
                  tags: list[str] | None = None, notes: str | None = None,
-                 config: dict[str, Any] | None = None) -> None:
+                 config: dict[str, Any] | None = None,
+                 sinks: Sequence[Sink | str] | None = None) -> None:
         self.project = project or os.environ.get("RUNFLEET_PROJECT") or "huggingface"
         self.name = name
         self.dir = dir
@@ -51,6 +57,7 @@ class RunfleetCallback(TrainerCallback):
         self.tags = tags
         self.notes = notes
         self.extra_config = dict(config or {})
+        self.sinks = resolve_sinks(sinks)  # unknown names fail here, before training
         self.run: Run | None = None
 
     def _start(self, args: Any, state: Any, model: Any) -> Run:
@@ -68,7 +75,7 @@ class RunfleetCallback(TrainerCallback):
             run_name = str(trainer_name)
         self.run = start_run(self.project, name=run_name, group=self.group, tags=self.tags,
                              notes=self.notes, config=config, dir=self.dir,
-                             system_metrics=None)
+                             system_metrics=None, sinks=self.sinks)
         return self.run
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None,
