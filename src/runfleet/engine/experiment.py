@@ -40,6 +40,7 @@ from runfleet.sinks.fanout import flush_all as flush_sinks
 from runfleet.sinks.fanout import sink_timeout
 from runfleet.store.base import (
     COMPLETED,
+    DELETED,
     OP_APPLIED,
     OP_REJECTED,
     PENDING,
@@ -129,7 +130,8 @@ class Experiment:
                trackers: Sequence[str | Sink] | None = None) -> Experiment:
         """An existing experiment, to inspect (``runs``, ``results``) and control from
         another process. For :meth:`resume_all` it uses ``trackers`` if given, else the
-        tracker names :meth:`run_fit` recorded (sink objects rebuilt with default settings).
+        trackers :meth:`run_fit` recorded, sink objects rebuilt from their recorded
+        :meth:`~runfleet.sinks.Sink.settings` (e.g. the same MLflow URI).
         """
         exp = cls(name, dir=dir, trackers=trackers)
         if not (exp.dir / "experiment.json").exists():
@@ -237,8 +239,8 @@ class Experiment:
                 status = RUNNING if engine.get("step") else PENDING
             tracker = start_run(self.name, id=entry.run_id, resume="must",
                                 dir=self.home.root, system_metrics=False, status=status,
-                                sinks=self.sinks if status in (RUNNING, PENDING, STOPPED)
-                                else None, wait_sinks=False)
+                                sinks=self.sinks if status != DELETED else None,
+                                wait_sinks=False)
             run = EngineRun(index=len(runs), spec=entry.spec, name=entry.name,
                             config=entry.config, tracker=tracker, status=status,
                             next_step=int(engine.get("step", 0)),
