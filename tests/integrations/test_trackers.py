@@ -153,6 +153,15 @@ def test_trackio_holds_every_run_config_and_point(demo: Demo) -> None:
             got = sorted(points[rid][key], key=lambda p: p[0])
             assert len(got) == len(expected) and all(
                 s1 == s2 and _same(v1, v2) for (s1, v1), (s2, v2) in zip(got, expected)), key
+    # trackio's public API shows the same runs, configs and statuses
+    listed = {r.id: r for r in trackio.Api().runs(NAME)}
+    assert set(listed) == set(demo.runs)
+    for rid, r in listed.items():
+        assert r.name == demo.runs[rid].name
+        assert r.config is not None and r.config["peft_config.r"] == \
+            demo.runs[rid].config["peft_config.r"]
+    stopped_alerts = [a["title"] for a in listed[demo.stopped].alerts()]
+    assert stopped_alerts and stopped_alerts[-1] == "run stopped"
     alerts = trackio.Api().alerts(NAME)
     titles: dict[str, list[str]] = {}
     for alert in alerts:
