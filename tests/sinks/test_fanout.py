@@ -6,6 +6,7 @@ import math
 import os
 import sqlite3
 import threading
+import time
 import warnings
 from collections.abc import Mapping, Sequence
 from contextlib import closing
@@ -306,3 +307,29 @@ def test_a_forked_child_never_feeds_or_finishes_the_parents_sink_runs(home: Path
     pids, calls = lines[0::2], lines[1::2]
     assert set(pids) == {str(os.getpid())}
     assert calls[0] == "start" and calls.count("finish") == 1 and calls[-1] == "finish"
+
+
+def test_idle_channels_release_their_thread_and_restart_on_demand(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from runfleet.sinks import fanout
+
+    monkeypatch.setattr(fanout, "IDLE_EXIT_S", 0.2)
+
+    def sink_threads() -> int:
+        return sum(t.name == "runfleet-sink-recording" and t.is_alive()
+                   for t in threading.enumerate())
+
+    sinks = [RecordingSink() for _ in range(20)]
+    for i, sink in enumerate(sinks):  # a new sink object per run, as a careless loop does
+        with runfleet.init(project="fan", dir=home, sinks=[sink]) as run:
+            run.log({"i": i})
+    deadline = time.monotonic() + 30
+    while sink_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sink_threads() == 0  # no thread is kept for sinks without open runs
+    # a sink used again gets its thread back and loses nothing
+    run = runfleet.init(project="fan", dir=home, sinks=[sinks[0]])
+    run.log({"again": 1.0})
+    run.finish()
+    assert sinks[0].rows(run.id) == [(0, {"again": 1.0})]
+    assert all(len([c for c in s.calls if c[0] == "finish"]) >= 1 for s in sinks)

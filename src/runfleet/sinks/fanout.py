@@ -10,8 +10,10 @@ finishes. The sink keeps getting later calls (transient errors heal themselves);
 own store never depends on a sink. A sink that cannot keep up gets at most ``max_queue``
 rows queued; rows beyond that are dropped *for that sink only* and counted on the run.
 
-Channels are shared per sink object within a process; at interpreter exit every channel is
-drained and closed (at most ``RUNFLEET_SINK_TIMEOUT`` seconds, default 60).
+Channels are shared per sink object within a process; a channel's thread exits after
+``IDLE_EXIT_S`` seconds without any open run and starts again when a run needs it. At
+interpreter exit every channel is drained and closed (within ``RUNFLEET_SINK_TIMEOUT``
+seconds in all, default 60).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from runfleet.sinks.base import Row, RunInfo, Sink
 DEFAULT_INTERVAL_S = 0.2
 DEFAULT_MAX_QUEUE = 1_000_000
 WAKE_AT = 20_000
+IDLE_EXIT_S = 30.0  # a channel's thread exits after this long without any open run
 TIMEOUT_ENV = "RUNFLEET_SINK_TIMEOUT"
 
 ErrorHook = Callable[[str, int | None], None]  # (message, step) -> record it on the run
@@ -84,9 +87,21 @@ class SinkChannel:
         self._closed = False
         self._forked = False  # set in a fork()ed child: the parent owns the queue and sink
         self._warned: set[str] = set()
-        self._thread = threading.Thread(target=self._loop, daemon=True,
-                                        name=f"runfleet-sink-{sink.name}")
-        self._thread.start()
+        self._life = threading.Lock()  # guards starting the thread and its idle exit
+        self._alive = False
+        self._thread: threading.Thread | None = None
+        self._ensure_thread()
+
+    def _ensure_thread(self) -> None:
+        """Start the channel's thread unless it runs (it exits after ``IDLE_EXIT_S`` without
+        any open run, so idle sinks hold no thread)."""
+        with self._life:
+            if self._alive or self._closed or self._forked:
+                return
+            self._alive = True
+            self._thread = threading.Thread(target=self._loop, daemon=True,
+                                            name=f"runfleet-sink-{self.sink.name}")
+            self._thread.start()
 
     # -- producer side ----------------------------------------------------------------------------
     def start_run(self, info: RunInfo, on_error: ErrorHook) -> None:
@@ -106,6 +121,8 @@ class SinkChannel:
                 state.dropped += 1
             return
         q.append((_LOG, run_id, (step, when, values)))
+        if not self._alive:
+            self._ensure_thread()
         if len(q) >= WAKE_AT:
             self._wake.set()
 
@@ -125,12 +142,11 @@ class SinkChannel:
         """Wait until everything queued before this call reached the sink."""
         if self._forked:
             return True
-        if not self._thread.is_alive():
+        if self._closed:
             self._drain()
             return True
         barrier = _Barrier()
-        self._queue.append((_BARRIER, "", barrier))
-        self._wake.set()
+        self._put(_BARRIER, "", barrier)
         return barrier.done.wait(timeout)
 
     def close(self, timeout: float | None = None) -> bool:
@@ -141,9 +157,11 @@ class SinkChannel:
         self._closed = True
         self._wake.set()
         if drained:
-            self._thread.join(timeout)
-            if self._thread.is_alive():  # still inside a sink call: never call it twice
-                return False
+            thread = self._thread
+            if thread is not None:
+                thread.join(timeout)
+                if thread.is_alive():  # still inside a sink call: never call it twice
+                    return False
             try:
                 self.sink.close()
             except Exception as exc:
@@ -158,10 +176,12 @@ class SinkChannel:
         if self._forked:
             return
         self._queue.append((kind, run_id, payload))
+        self._ensure_thread()
         self._wake.set()
 
     # -- channel thread ---------------------------------------------------------------------------
     def _loop(self) -> None:
+        idle_since: float | None = None
         while not self._closed:
             self._wake.wait(self.interval)
             self._wake.clear()
@@ -170,6 +190,20 @@ class SinkChannel:
             except Exception as exc:  # a bug here must never kill the thread
                 self._warn_once("loop", f"the {self.sink.name} sink channel hit an error: "
                                 f"{exc!r}")
+            if self._queue or self._runs:
+                idle_since = None
+                continue
+            now = time.monotonic()
+            idle_since = idle_since if idle_since is not None else now
+            if now - idle_since >= IDLE_EXIT_S:
+                with self._life:
+                    self._alive = False  # producers that see this restart a thread
+                    if not self._queue and not self._runs:
+                        return
+                    self._alive = True
+                idle_since = None
+        with self._life:
+            self._alive = False
 
     def _drain(self) -> None:
         q = self._queue
