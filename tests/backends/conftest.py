@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+import torch
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -17,3 +19,14 @@ def _one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def state_tensors(tree: Any) -> list[torch.Tensor]:
+    """Every tensor of a nested state (dicts by sorted key, lists in order), flattened."""
+    if isinstance(tree, torch.Tensor):
+        return [tree]
+    if isinstance(tree, dict):
+        return [t for key in sorted(tree, key=str) for t in state_tensors(tree[key])]
+    if isinstance(tree, (list, tuple)):
+        return [t for item in tree for t in state_tensors(item)]
+    return []

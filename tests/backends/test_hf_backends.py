@@ -33,6 +33,7 @@ from runfleet.engine.chunking import StepPlan
 from runfleet.engine.spec import RunSpec
 from runfleet.fit import DPOConfig, GRPOConfig, LoraConfig, ModelConfig, SFTConfig
 from runfleet.fit.metrics import bleu, rouge_l, rouge_l_and_bleu
+from tests.backends.conftest import state_tensors
 
 NUM_TRAIN = 32
 
@@ -178,19 +179,9 @@ def test_resuming_leaves_the_given_state_unchanged(uses_lora: bool, tiny_model: 
     losses_again, _ = train_chunk(spec, res, state, 2, 4)
     assert losses_first == losses_again
     for part in ("weights", "optimizer"):
-        flat_kept, flat_now = _tensors(kept[part]), _tensors(state[part])
+        flat_kept, flat_now = state_tensors(kept[part]), state_tensors(state[part])
         assert len(flat_kept) == len(flat_now) > 0
         assert all(torch.equal(a, b) for a, b in zip(flat_kept, flat_now))
-
-
-def _tensors(tree: Any) -> list[torch.Tensor]:
-    if isinstance(tree, torch.Tensor):
-        return [tree]
-    if isinstance(tree, dict):
-        return [t for key in sorted(tree, key=str) for t in _tensors(tree[key])]
-    if isinstance(tree, (list, tuple)):
-        return [t for item in tree for t in _tensors(item)]
-    return []
 
 
 def test_lora_runs_leave_base_weights_untouched(tiny_model: str, instructions: Any,
@@ -364,8 +355,8 @@ def test_warm_start_continues_from_the_parents_weights(
     assert torch.equal(after_open, torch.get_rng_state())
     # the parent's cached state is untouched (other clones and retries read it again)
     for part in ("weights", "optimizer"):
-        assert all(torch.equal(a, b) for a, b in zip(_tensors(kept[part]),
-                                                     _tensors(parent_state[part])))
+        assert all(torch.equal(a, b) for a, b in zip(state_tensors(kept[part]),
+                                                     state_tensors(parent_state[part])))
 
 
 def test_cold_start_equals_a_fresh_run(tiny_model: str, instructions: Any,

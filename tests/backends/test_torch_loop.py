@@ -13,6 +13,7 @@ from runfleet.backends.torch_loop import TorchLoopBackend
 from runfleet.engine.chunking import StepPlan
 from runfleet.engine.spec import RunSpec
 from runfleet.fit import TorchConfig
+from tests.backends.conftest import state_tensors
 from tests.engine.models import Regressor, regression_data
 
 NUM_TRAIN = 64
@@ -48,16 +49,6 @@ def train(spec: RunSpec, res: WorkerResources, state: dict[str, Any] | None, sta
         backend.close()
 
 
-def _tensors(tree: Any) -> list[torch.Tensor]:
-    if isinstance(tree, torch.Tensor):
-        return [tree]
-    if isinstance(tree, dict):
-        return [t for key in sorted(tree, key=str) for t in _tensors(tree[key])]
-    if isinstance(tree, (list, tuple)):
-        return [t for item in tree for t in _tensors(item)]
-    return []
-
-
 def test_warm_start_continues_from_the_parent(resources: WorkerResources) -> None:
     parent = make_spec("parent")
     _, state = train(parent, resources, None, 0, 4)
@@ -86,8 +77,8 @@ def test_warm_start_continues_from_the_parent(resources: WorkerResources) -> Non
     torch.manual_seed(3)
     assert torch.equal(after_open, torch.get_rng_state())  # RNG from the child's seed
     for part in ("model", "optimizer"):  # the parent's checkpoint stays as saved
-        assert all(torch.equal(a, b) for a, b in zip(_tensors(kept[part]),
-                                                     _tensors(state[part])))
+        assert all(torch.equal(a, b) for a, b in zip(state_tensors(kept[part]),
+                                                     state_tensors(state[part])))
 
 
 def test_cold_start_equals_a_fresh_run(resources: WorkerResources) -> None:
