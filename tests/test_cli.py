@@ -159,7 +159,7 @@ def test_corrupt_home_database_fails_with_store_error(tmp_path):
 
 def test_control_verbs_write_ops_and_explain_without_a_controller(home, capsys):
     from runfleet.home import Home
-    from runfleet.store.base import OP_PENDING
+    from runfleet.store.base import OpStatus
     from runfleet.tracking.homes import get
 
     runs = runfleet.Api(home).runs("sweep")
@@ -170,7 +170,7 @@ def test_control_verbs_write_ops_and_explain_without_a_controller(home, capsys):
                  "tags=[1, 2]", "--warm"]) == 0
     ops = get(Home.resolve(home)).store.ops("sweep")
     assert [(o.kind, o.run, o.source, o.status) for o in ops] == [
-        ("stop", rid, "cli", OP_PENDING), ("clone", rid, "cli", OP_PENDING)]
+        ("stop", rid, "cli", OpStatus.PENDING), ("clone", rid, "cli", OpStatus.PENDING)]
     assert ops[1].args == {"changes": {"lr": 0.5, "tags": [1, 2]}, "warm_start": True}
     assert main(["stop", "no-such-run", "--dir", str(home)]) == 2
     assert "no run 'no-such-run'" in capsys.readouterr().err

@@ -23,7 +23,7 @@ import psutil
 from runfleet import downsample as ds
 from runfleet.errors import RunNotFoundError
 from runfleet.home import Home
-from runfleet.store.base import CRASHED, RUNNING, RunRecord, Series, Store
+from runfleet.store.base import RunRecord, RunStatus, Series, Store
 from runfleet.store.sqlite import SQLiteStore
 from runfleet.tracking.media import MEDIA_TYPES
 from runfleet.tracking.writer import HEARTBEAT_S
@@ -294,8 +294,8 @@ class ApiRun:
         """``running``, ``completed``, ``failed``, ``stopped``, ``crashed`` (a running run
         whose process is gone), or an engine status."""
         r = self._record
-        if r.status == RUNNING and self._looks_dead():
-            return CRASHED
+        if r.status == RunStatus.RUNNING and self._looks_dead():
+            return RunStatus.CRASHED
         return r.status
 
     def _looks_dead(self) -> bool:

@@ -24,7 +24,7 @@ from runfleet.dashboard import jsonio
 from runfleet.dashboard.query import Query, _flatten
 from runfleet.dashboard.spec import ApiError
 from runfleet.engine import ops as engine_ops
-from runfleet.store.base import OP_KINDS, OP_PENDING, OpRecord
+from runfleet.store.base import OpKind, OpRecord, OpStatus
 
 SOURCE = "dashboard"
 MAX_CHANGES = 1000
@@ -41,7 +41,7 @@ BODY_SCHEMA: dict[str, Any] = {
     "properties": {
         "project": {"type": "string", "minLength": 1, "maxLength": 1000},
         "run": {"type": "string", "minLength": 1, "maxLength": 1000},
-        "kind": {"type": "string", "enum": list(OP_KINDS)},
+        "kind": {"type": "string", "enum": list(tuple(OpKind))},
         "args": {
             "type": ["object", "null"],
             "description": "the op's arguments (omitted or null: none)",
@@ -89,7 +89,7 @@ def controller_state(home_root: Path, project: str) -> dict[str, bool]:
 def ops_from(ops: list[OpRecord], after: int) -> int:
     """The smallest op id that may still change or be new: the first pending op, else one
     past the last op (``after + 1`` when there is none)."""
-    pending = [op.id for op in ops if op.status == OP_PENDING]
+    pending = [op.id for op in ops if op.status == OpStatus.PENDING]
     if pending:
         return min(pending)
     return max((op.id for op in ops), default=after) + 1
@@ -129,9 +129,9 @@ class Control:
         project, run_id, kind = body.get("project"), body.get("run"), body.get("kind")
         if not isinstance(project, str) or not project:
             raise ApiError(400, "field 'project' must name a project")
-        if kind not in OP_KINDS:
+        if kind not in tuple(OpKind):
             raise ApiError(400, f"unknown op kind {kind!r}; use one of "
-                                f"{', '.join(OP_KINDS)}")
+                                f"{', '.join(tuple(OpKind))}")
         if not isinstance(run_id, str) or not run_id:
             raise ApiError(400, f"{kind} needs a run id (field 'run')")
         args = body.get("args")

@@ -23,7 +23,7 @@ from runfleet.dashboard import jsonio, live
 from runfleet.dashboard.control import BODY_SCHEMA, Control
 from runfleet.dashboard.query import Query
 from runfleet.dashboard.spec import ApiError, Endpoint, Param, openapi, parse_params
-from runfleet.store.base import STATUSES, StoreBusyError
+from runfleet.store.base import RunStatus, StoreBusyError
 
 T = TypeVar("T")
 
@@ -175,7 +175,7 @@ def build_endpoints(query: Query) -> list[Endpoint]:
             PROJECT,
             Param("search", description="text in the run name or id (case-insensitive)"),
             Param("regex", "boolean", default=False, description="search is a regex"),
-            Param("status", "multi", enum=STATUSES, description="keep these statuses"),
+            Param("status", "multi", enum=tuple(RunStatus), description="keep these statuses"),
             Param("filter", "multi", description="FIELD<op>VALUE with op = != > >= < <= or "
                   "~ (regex), e.g. config.lr=0.001 or summary.acc>=0.9; repeatable"),
             Param("sort", description="field to sort by, '-' first for descending, e.g. "

@@ -28,19 +28,7 @@ from runfleet.engine.policy import (
 )
 from runfleet.engine.progress import ProgressTable
 from runfleet.engine.spec import ChunkTask, DropRun, RunSpec, StopTask
-from runfleet.store.base import (
-    COMPLETED,
-    DELETED,
-    FAILED,
-    OP_APPLIED,
-    OP_PENDING,
-    OP_REJECTED,
-    PENDING,
-    RUNNING,
-    STOPPED,
-    OpRecord,
-    Store,
-)
+from runfleet.store.base import OpRecord, OpStatus, RunStatus, Store
 from runfleet.tracking.run import Run
 
 MAX_ATTEMPTS = 2  # a chunk whose worker died is retried once, then the run fails
@@ -65,7 +53,7 @@ class EngineRun:
     name: str
     config: dict[str, Any]
     tracker: Run
-    status: str = PENDING
+    status: str = RunStatus.PENDING
     next_step: int = 0
     state_key: str | None = None
     busy: bool = False
@@ -106,12 +94,17 @@ class EngineRun:
     @property
     def terminal(self) -> bool:
         """True once the run will not train any more (stopped runs may be resumed)."""
-        return self.status in (COMPLETED, FAILED, DELETED)
+        return self.status in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.DELETED)
+
+    @property
+    def active(self) -> bool:
+        """Pending or running: the run still wants to train."""
+        return self.status in (RunStatus.PENDING, RunStatus.RUNNING)
 
     @property
     def idle(self) -> bool:
         """True when nothing is left to do for it unless an op arrives."""
-        return self.terminal or (self.status == STOPPED and not self.busy)
+        return self.terminal or (self.status == RunStatus.STOPPED and not self.busy)
 
     def row(self) -> dict[str, Any]:
         """A progress-table row."""
@@ -191,7 +184,7 @@ class Controller:
             return False
         if self.keep_alive is not None and self.keep_alive():
             return False
-        return self.store is None or not self.store.ops(self.project, status=OP_PENDING)
+        return self.store is None or not self.store.ops(self.project, status=OpStatus.PENDING)
 
     # -- ops ------------------------------------------------------------------------------------
     def _poll_ops(self, force: bool = False) -> None:
@@ -201,14 +194,14 @@ class Controller:
         if not force and now - self._ops_checked < OPS_POLL_S:
             return
         self._ops_checked = now
-        for op in self.store.ops(self.project, status=OP_PENDING, after=self._ops_seen):
+        for op in self.store.ops(self.project, status=OpStatus.PENDING, after=self._ops_seen):
             self._ops_seen = op.id
             try:
                 self._apply(op)
             except OpError as exc:
-                self._finish_op(op, OP_REJECTED, str(exc))
+                self._finish_op(op, OpStatus.REJECTED, str(exc))
             except Exception as exc:  # one bad op must not stop the experiment
-                self._finish_op(op, OP_REJECTED, f"could not apply: {exc!r}")
+                self._finish_op(op, OpStatus.REJECTED, f"could not apply: {exc!r}")
 
     def _finish_op(self, op: OpRecord, status: str, reason: str | None = None,
                    result: dict[str, Any] | None = None) -> None:
@@ -224,25 +217,25 @@ class Controller:
     def _apply(self, op: OpRecord) -> None:
         run = self._target(op)
         if op.kind == "stop":
-            if run.status in (COMPLETED, FAILED, DELETED, STOPPED):
+            if run.terminal or run.status == RunStatus.STOPPED:
                 raise OpError(f"run {run.name} is already {run.status}")
             if run.busy:
                 self._interrupt(run, op)
             else:
-                self._set_status(run, STOPPED)
-                self._finish_op(op, OP_APPLIED)
+                self._set_status(run, RunStatus.STOPPED)
+                self._finish_op(op, OpStatus.APPLIED)
         elif op.kind == "resume":
             if run.waiting_ops:  # a stop is still in flight: resume right after it lands
                 run.waiting_ops.append(op)
                 return
-            if run.status != STOPPED:
+            if run.status != RunStatus.STOPPED:
                 raise OpError(f"run {run.name} is {run.status}, not stopped")
             if run.busy:
                 raise OpError(f"run {run.name} is still saving its state; try again")
-            self._set_status(run, RUNNING if run.next_step else PENDING)
-            self._finish_op(op, OP_APPLIED)
+            self._set_status(run, RunStatus.RUNNING if run.next_step else RunStatus.PENDING)
+            self._finish_op(op, OpStatus.APPLIED)
         elif op.kind == "delete":
-            if run.status == DELETED:
+            if run.status == RunStatus.DELETED:
                 raise OpError(f"run {run.name} is already deleted")
             if run.busy:
                 self._interrupt(run, op)
@@ -255,7 +248,7 @@ class Controller:
             child.index = len(self.runs)
             self.runs.append(child)
             self.by_id[child.spec.run_id] = child
-            self._finish_op(op, OP_APPLIED, result={"run_id": child.spec.run_id,
+            self._finish_op(op, OpStatus.APPLIED, result={"run_id": child.spec.run_id,
                                                     "name": child.name})
 
     def _interrupt(self, run: EngineRun, op: OpRecord) -> None:
@@ -268,51 +261,53 @@ class Controller:
         """The run just left its worker: apply the stop/delete ops that waited for it."""
         waiting, run.waiting_ops = run.waiting_ops, []
         for op in waiting:
-            if op.kind == "delete" and run.status != DELETED:
+            if op.kind == "delete" and run.status != RunStatus.DELETED:
                 self._delete(run, op)
-            elif run.status in (COMPLETED, FAILED, DELETED):
-                self._finish_op(op, OP_REJECTED, f"run {run.name} is already {run.status}")
+            elif run.status in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.DELETED):
+                self._finish_op(op, OpStatus.REJECTED, f"run {run.name} is already {run.status}")
             elif op.kind == "resume":
-                if run.status != STOPPED:
-                    self._finish_op(op, OP_REJECTED, f"run {run.name} is {run.status}, "
+                if run.status != RunStatus.STOPPED:
+                    self._finish_op(op, OpStatus.REJECTED, f"run {run.name} is {run.status}, "
                                                      f"not stopped")
                 else:
-                    self._set_status(run, RUNNING if run.next_step else PENDING)
-                    self._finish_op(op, OP_APPLIED)
-            elif run.status == STOPPED:
-                self._finish_op(op, OP_REJECTED, f"run {run.name} is already stopped")
+                    self._set_status(run, RunStatus.RUNNING if run.next_step else RunStatus.PENDING)
+                    self._finish_op(op, OpStatus.APPLIED)
+            elif run.status == RunStatus.STOPPED:
+                self._finish_op(op, OpStatus.REJECTED, f"run {run.name} is already stopped")
             else:
-                self._set_status(run, STOPPED)
-                self._finish_op(op, OP_APPLIED)
+                self._set_status(run, RunStatus.STOPPED)
+                self._finish_op(op, OpStatus.APPLIED)
 
     def _delete(self, run: EngineRun, op: OpRecord) -> None:
         purge = bool(op.args.get("purge"))
-        run.status = DELETED
+        run.status = RunStatus.DELETED
         if self.checkpoints is not None:
             self.checkpoints.delete_run(run.spec.run_id)
         for worker in range(self.executor.size):
             self.executor.send(worker, DropRun(run.spec.run_id))
         if run.tracker.finished:  # e.g. a completed run: record the new status all the same
-            self._set_status(run, DELETED)
+            self._set_status(run, RunStatus.DELETED)
         else:
-            run.tracker.finish(status=DELETED)
+            run.tracker.finish(status=RunStatus.DELETED)
         if purge and self.store is not None:
-            run.tracker._writer.flush()
-            self.store.purge_run(run.tracker._rid)
-        self._finish_op(op, OP_APPLIED, result={"purged": purge})
+            run.tracker.flush()
+            record = self.store.find_run(self.project, id=run.tracker.id)
+            if record is not None:
+                self.store.purge_run(record.rid)
+        self._finish_op(op, OpStatus.APPLIED, result={"purged": purge})
 
     def _set_status(self, run: EngineRun, status: str) -> None:
         run.status = status
         run.tracker.set_status(status)
         # Durable before the op that caused it is marked applied (and visible at once).
-        run.tracker._writer.flush()
+        run.tracker.flush()
 
     # -- scheduling -------------------------------------------------------------------------------
     def _assign(self) -> None:
         while self._idle:
             worker = self._idle[0]
             view = [Schedulable(r.index, r.spec.run_id, r.chunks_done, r.num_chunks,
-                                r.busy or bool(r.waiting_ops), r.status in (PENDING, RUNNING))
+                                r.busy or bool(r.waiting_ops), r.active)
                     for r in self.runs]
             run_id = self.policy.choose(view, worker)
             if run_id is None:
@@ -325,8 +320,8 @@ class Controller:
             task = ChunkTask(next(self._task_ids), run.spec, chunk, run.next_step, end,
                              run.state_key, attempt)
             run.busy, run.worker, run.task_id = True, worker, task.task_id
-            if run.status == PENDING:
-                self._set_status(run, RUNNING)
+            if run.status == RunStatus.PENDING:
+                self._set_status(run, RunStatus.RUNNING)
             self._inflight[worker] = (task, run)
             self.executor.submit(worker, task)
 
@@ -358,7 +353,7 @@ class Controller:
 
     def _metrics(self, event: StepMetrics) -> None:
         run = self.by_id.get(event.run_id)
-        if run is None or run.status == DELETED:
+        if run is None or run.status == RunStatus.DELETED:
             return
         fresh = {k: v for k, v in event.values.items()
                  if event.step > run.last_step.get(k, 0)}
@@ -385,7 +380,7 @@ class Controller:
         result = event.result
         run = self.by_id[result.run_id]
         self._release(event.worker, run)
-        if run.status == DELETED:
+        if run.status == RunStatus.DELETED:
             return
         before = run.chunks_done
         run.next_step = result.end_step
@@ -394,13 +389,13 @@ class Controller:
         run.tracker.set_metadata("engine", run.engine_state())
         if self.checkpoints is not None:
             # Only once the new checkpoint is recorded durably may the older ones go.
-            run.tracker._writer.flush()
+            run.tracker.flush()
             self.checkpoints.prune(result.state_key)
         if run.chunks_done > before:
             run.metric_at_chunk[run.chunks_done] = dict(run.latest)
         if run.next_step >= run.spec.plan.total_steps:
-            run.status = COMPLETED
-            run.tracker.finish(status=COMPLETED)
+            run.status = RunStatus.COMPLETED
+            run.tracker.finish(status=RunStatus.COMPLETED)
         self._settle(run)
         if run.chunks_done > before:
             self._ask_stopping_policy()
@@ -427,7 +422,7 @@ class Controller:
 
     def _stopping_decisions(self, metric: str) -> list[tuple[str, str]]:
         progress = [RunProgress(r.index, r.spec.run_id, r.chunks_done, r.num_chunks,
-                                r.status in (PENDING, RUNNING) and not r.waiting_ops,
+                                r.active and not r.waiting_ops,
                                 {c: m[metric] for c, m in r.metric_at_chunk.items()
                                  if metric in m})
                     for r in self.runs]
@@ -441,11 +436,11 @@ class Controller:
         self._settle(run)
 
     def _fail_run(self, run: EngineRun, error: str, trace: str) -> None:
-        if run.status == DELETED:
+        if run.status == RunStatus.DELETED:
             return
-        run.status = FAILED
+        run.status = RunStatus.FAILED
         run.tracker.alert("run failed", f"{error}\n\n{trace}".strip(), "error")
-        run.tracker.finish(status=FAILED)
+        run.tracker.finish(status=RunStatus.FAILED)
 
     def _worker_died(self, worker: int) -> None:
         if worker in self._idle:

@@ -38,17 +38,7 @@ from runfleet.home import Home
 from runfleet.sinks import Sink, describe, rebuild, resolve_sinks
 from runfleet.sinks.fanout import flush_all as flush_sinks
 from runfleet.sinks.fanout import sink_timeout
-from runfleet.store.base import (
-    COMPLETED,
-    DELETED,
-    OP_APPLIED,
-    OP_REJECTED,
-    PENDING,
-    RUNNING,
-    STOPPED,
-    OpRecord,
-    Store,
-)
+from runfleet.store.base import OpRecord, OpStatus, RunStatus, Store
 from runfleet.tracking import homes
 from runfleet.tracking.names import new_run_id
 from runfleet.tracking.session import start_run
@@ -202,7 +192,7 @@ class Experiment:
             name = f"run-{offset + i + 1}"
             tracker = start_run(self.name, name=name, group=self.group or self.name,
                                 config={**flat, "num_chunks": num_chunks, "seed": seed},
-                                dir=self.home.root, system_metrics=False, status=PENDING,
+                                dir=self.home.root, system_metrics=False, status=RunStatus.PENDING,
                                 sinks=self.sinks, wait_sinks=False)
             spec = RunSpec(run_id=tracker.id, trainer=spec.trainer, config=spec.config,
                            plan=spec.plan, seed=spec.seed, eval_steps=spec.eval_steps)
@@ -235,11 +225,11 @@ class Experiment:
                 continue  # purged
             engine = record.metadata.get("engine", {})
             status = record.status
-            if status in (RUNNING, PENDING, "crashed"):
-                status = RUNNING if engine.get("step") else PENDING
+            if status in (RunStatus.RUNNING, RunStatus.PENDING, "crashed"):
+                status = RunStatus.RUNNING if engine.get("step") else RunStatus.PENDING
             tracker = start_run(self.name, id=entry.run_id, resume="must",
                                 dir=self.home.root, system_metrics=False, status=status,
-                                sinks=self.sinks if status != DELETED else None,
+                                sinks=self.sinks if status != RunStatus.DELETED else None,
                                 wait_sinks=False)
             run = EngineRun(index=len(runs), spec=entry.spec, name=entry.name,
                             config=entry.config, tracker=tracker, status=status,
@@ -248,9 +238,9 @@ class Experiment:
             if run.state_key and not self.checkpoints().exists(run.state_key):
                 run.next_step, run.state_key = 0, None  # never recorded on disk: start over
             run.last_step = {k.key: k.step_max for k in store.keys(record.rid)}
-            if run.next_step >= entry.spec.plan.total_steps and run.status in (PENDING, RUNNING):
-                run.status = COMPLETED  # it finished just before the crash
-                tracker.finish(status=COMPLETED)
+            if run.next_step >= entry.spec.plan.total_steps and run.active:
+                run.status = RunStatus.COMPLETED  # it finished just before the crash
+                tracker.finish(status=RunStatus.COMPLETED)
             if saved.stopping is not None:
                 run.metric_at_chunk = _metrics_at_chunk_ends(store, record.rid, run)
             runs.append(run)
@@ -278,16 +268,16 @@ class Experiment:
             controller.run()
         except KeyboardInterrupt:
             for r in runs:
-                if not r.terminal and r.status != STOPPED:
-                    r.status = STOPPED
-                    r.tracker.set_status(STOPPED)
+                if not r.terminal and r.status != RunStatus.STOPPED:
+                    r.status = RunStatus.STOPPED
+                    r.tracker.set_status(RunStatus.STOPPED)
             raise
         finally:
             executor.shutdown()
             lease.unlink(missing_ok=True)
             for r in runs:
                 r.tracker.end_sinks(r.status)  # runs left stopped end in the sinks too
-                r.tracker._writer.flush()
+                r.tracker.flush()
             if self.sinks:
                 if not flush_sinks(sink_timeout()):
                     logger.warning("a tracking sink did not take everything within %s s; "
@@ -362,7 +352,7 @@ class Experiment:
         tracker = start_run(self.name, id=child_id, name=name, group=self.group or self.name,
                             config={**flat, "num_chunks": saved.num_chunks, "seed": saved.seed,
                                     "warm_start": warm},
-                            dir=self.home.root, system_metrics=False, status=PENDING,
+                            dir=self.home.root, system_metrics=False, status=RunStatus.PENDING,
                             parent=parent.spec.run_id, parent_step=parent.next_step,
                             sinks=self.sinks, wait_sinks=False)
         spec = RunSpec(run_id=child_id, trainer=saved.trainer, config=config, plan=plan,
@@ -389,7 +379,7 @@ class Experiment:
         if not wait or not self.controller_alive():
             return op
         op = wait_op(self.home, op.id, timeout)
-        if op.status == OP_REJECTED:
+        if op.status == OpStatus.REJECTED:
             raise OpRejectedError(op)
         return op
 
@@ -432,7 +422,7 @@ class Experiment:
         if name:
             args["name"] = name
         op = self._request("clone", run_id, args, wait, timeout, source)
-        return str(op.result["run_id"]) if op.status == OP_APPLIED else op
+        return str(op.result["run_id"]) if op.status == OpStatus.APPLIED else op
 
     def ops(self) -> list[OpRecord]:
         """Every control op of the experiment, oldest first (the audit trail)."""

@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from runfleet.home import Home
-from runfleet.store.base import OP_KINDS, OP_PENDING, OpRecord
+from runfleet.store.base import OpKind, OpRecord, OpStatus
 from runfleet.tracking import homes
 
 SOURCES = ("python", "attach", "cli", "dashboard")
@@ -47,8 +47,8 @@ def actor() -> str:
 
 def check_request(kind: str, run: str | None, args: dict[str, Any]) -> None:
     """Reject malformed requests before they are written (the controller checks the rest)."""
-    if kind not in OP_KINDS:
-        raise ValueError(f"unknown op {kind!r}; use one of {', '.join(OP_KINDS)}")
+    if kind not in tuple(OpKind):
+        raise ValueError(f"unknown op {kind!r}; use one of {', '.join(tuple(OpKind))}")
     if not run or not isinstance(run, str):
         raise ValueError(f"{kind} needs a run id")
     allowed = {"stop": set(), "resume": set(), "delete": {"purge"},
@@ -78,7 +78,7 @@ def wait_op(home: Home, op_id: int, timeout: float = 30.0, poll: float = 0.05) -
     store = homes.get(home).store
     deadline = time.monotonic() + timeout
     op = store.get_op(op_id)
-    while op.status == OP_PENDING and time.monotonic() < deadline:
+    while op.status == OpStatus.PENDING and time.monotonic() < deadline:
         time.sleep(poll)
         op = store.get_op(op_id)
     return op

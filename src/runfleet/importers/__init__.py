@@ -28,15 +28,7 @@ import numpy as np
 
 from runfleet.errors import RunfleetError
 from runfleet.store import codec
-from runfleet.store.base import (
-    COMPLETED,
-    PENDING,
-    AlertRow,
-    SeriesChunk,
-    Store,
-    StoreBusyError,
-    WriteBatch,
-)
+from runfleet.store.base import AlertRow, RunStatus, SeriesChunk, Store, StoreBusyError, WriteBatch
 
 SYSTEM_PREFIX = "system/"
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -192,16 +184,17 @@ def write_run(store: Store, project: str, run: RunData) -> bool:
     completely; a ``pending`` run left by an interrupted import is completed instead.
     """
     existing = store.find_run(project, id=run.id)
-    if existing is not None and existing.status != PENDING:
+    if existing is not None and existing.status != RunStatus.PENDING:
         return False
     if existing is None:
         record = store.create_run(project, run.id, run.name, group=run.group,
-                                  config=run.config, metadata=run.metadata, status=PENDING)
+                                  config=run.config, metadata=run.metadata,
+                                  status=RunStatus.PENDING)
     else:
         record = existing
     rid = record.rid
     finished = run.last_time or time.time()
-    batch = WriteBatch(run_updates={rid: {"status": COMPLETED, "summary": last_values(
+    batch = WriteBatch(run_updates={rid: {"status": RunStatus.COMPLETED, "summary": last_values(
         run.points), "finished": finished, "heartbeat": finished}})
     for key, p in run.points.items():
         batch.series.extend(series_chunks(rid, key, p))

@@ -38,7 +38,7 @@ from runfleet.importers import (
     stable_id,
     write_run,
 )
-from runfleet.store.base import PENDING, Store
+from runfleet.store.base import RunStatus, Store
 
 EVENT_FILE_MARK = "tfevents"  # TensorBoard's own test for an event file name
 _PROFILE_SUFFIX = ".profile-empty"  # profiler placeholders hold no summaries
@@ -93,7 +93,7 @@ def import_tensorboard(store: Store, logdir: str | os.PathLike[str],
     for name, folder in runs:
         run_id = stable_id("tensorboard", str(root), name)
         existing = store.find_run(result.project, id=run_id)
-        if existing is not None and existing.status != PENDING:
+        if existing is not None and existing.status != RunStatus.PENDING:
             result.skipped.append(f"{existing.id} ({existing.name})")
             continue
         try:

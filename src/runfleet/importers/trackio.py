@@ -48,7 +48,7 @@ from runfleet.importers import (
     stable_id,
     write_run,
 )
-from runfleet.store.base import PENDING, Store
+from runfleet.store.base import RunStatus, Store
 
 TRACKIO_DIR_ENV = "TRACKIO_DIR"
 DB_SUFFIX = ".db"
@@ -134,7 +134,7 @@ def _import_database(store: Store, path: Path, result: ImportResult) -> None:
         traces = 0
         for key, name in source.runs():
             existing = store.find_run(project, id=source.run_id(key))
-            if existing is not None and existing.status != PENDING:
+            if existing is not None and existing.status != RunStatus.PENDING:
                 result.skipped.append(f"{existing.id} ({existing.name})")
                 continue
             run = source.read_run(key, name)

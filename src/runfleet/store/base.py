@@ -13,6 +13,7 @@ Contract every implementation keeps (checked by ``tests/store/test_conformance.p
 from __future__ import annotations
 
 import abc
+import enum
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,15 +22,46 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-# Run statuses shared by the tracker and the engine.
-PENDING = "pending"
-RUNNING = "running"
-STOPPED = "stopped"
-COMPLETED = "completed"
-FAILED = "failed"
-DELETED = "deleted"
-CRASHED = "crashed"
-STATUSES = (PENDING, RUNNING, STOPPED, COMPLETED, FAILED, DELETED, CRASHED)
+
+class StrEnum(str, enum.Enum):
+    """An Enum whose members are their string values (``RunStatus.PENDING == "pending"``):
+    they store, print, format and serialise as the plain value."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class RunStatus(StrEnum):
+    """A run's status, shared by the tracker and the engine. ``CRASHED`` is never stored:
+    the read API derives it for a ``RUNNING`` run whose process is gone."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    STOPPED = "stopped"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    DELETED = "deleted"
+    CRASHED = "crashed"
+
+
+class OpKind(StrEnum):
+    """What a control op asks of a run."""
+
+    STOP = "stop"
+    RESUME = "resume"
+    DELETE = "delete"
+    CLONE = "clone"
+
+
+class OpStatus(StrEnum):
+    """Where a control op stands: written, then applied or rejected by the controller."""
+
+    PENDING = "pending"
+    APPLIED = "applied"
+    REJECTED = "rejected"
 
 
 class StoreBusyError(Exception):
@@ -45,7 +77,7 @@ class RunRecord:
     id: str
     name: str
     group: str | None
-    status: str
+    status: RunStatus
     config: dict[str, Any]
     summary: dict[str, Any]
     tags: list[str]
@@ -191,13 +223,9 @@ class RunState:
 
     rid: int
     id: str
-    status: str
+    status: RunStatus
     last_step: int
     updated: float
-
-
-OP_KINDS = ("stop", "resume", "delete", "clone")
-OP_PENDING, OP_APPLIED, OP_REJECTED = "pending", "applied", "rejected"
 
 
 @dataclass
@@ -206,12 +234,12 @@ class OpRecord:
 
     id: int
     project: str
-    kind: str
+    kind: OpKind
     run: str | None
     args: dict[str, Any]
     source: str
     actor: str | None
-    status: str
+    status: OpStatus
     reason: str | None
     result: dict[str, Any]
     created: float
@@ -250,7 +278,7 @@ class Store(abc.ABC):
         parent: str | None = None,
         parent_step: int | None = None,
         metadata: dict[str, Any] | None = None,
-        status: str = RUNNING,
+        status: str = RunStatus.RUNNING,
     ) -> RunRecord:
         """Create a run (and its project when new); raise ``ValueError`` if the id exists."""
 
@@ -301,7 +329,7 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def add_op(self, project: str, kind: str, run: str | None, args: dict[str, Any],
                source: str, actor: str | None = None) -> OpRecord:
-        """Record a pending control op (``kind`` in :data:`OP_KINDS`)."""
+        """Record a pending control op (``kind``: an :class:`OpKind`)."""
 
     @abc.abstractmethod
     def ops(self, project: str, status: str | None = None, after: int = 0,

@@ -18,20 +18,18 @@ import numpy.typing as npt
 from runfleet.errors import RunNotFoundError, StoreError
 from runfleet.store import codec
 from runfleet.store.base import (
-    OP_APPLIED,
-    OP_KINDS,
-    OP_PENDING,
-    OP_REJECTED,
-    RUNNING,
     AlertRow,
     BlockedSeries,
     Blocks,
     KeyInfo,
     MediaRow,
+    OpKind,
     OpRecord,
+    OpStatus,
     ProjectRecord,
     RunRecord,
     RunState,
+    RunStatus,
     Series,
     SeriesChunk,
     SeriesExtent,
@@ -72,14 +70,16 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
 
 
 def _op_from_row(row: tuple[Any, ...]) -> OpRecord:
-    return OpRecord(id=row[0], project=row[1], kind=row[2], run=row[3], args=json.loads(row[4]),
-                    source=row[5], actor=row[6], status=row[7], reason=row[8],
+    return OpRecord(id=row[0], project=row[1], kind=OpKind(row[2]), run=row[3],
+                    args=json.loads(row[4]),
+                    source=row[5], actor=row[6], status=OpStatus(row[7]), reason=row[8],
                     result=json.loads(row[9]), created=row[10], applied=row[11])
 
 
 def _run_from_row(row: tuple[Any, ...]) -> RunRecord:
     return RunRecord(
-        rid=row[0], project=row[1], id=row[2], name=row[3], group=row[4], status=row[5],
+        rid=row[0], project=row[1], id=row[2], name=row[3], group=row[4],
+        status=RunStatus(row[5]),
         config=json.loads(row[6]), summary=json.loads(row[7]), tags=json.loads(row[8]),
         notes=row[9], parent=row[10], parent_step=row[11], metadata=json.loads(row[12]),
         created=row[13], updated=row[14], heartbeat=row[15], finished=row[16],
@@ -269,7 +269,7 @@ class SQLiteStore(Store):
         parent: str | None = None,
         parent_step: int | None = None,
         metadata: dict[str, Any] | None = None,
-        status: str = RUNNING,
+        status: str = RunStatus.RUNNING,
     ) -> RunRecord:
         """See :meth:`Store.create_run`."""
 
@@ -534,14 +534,14 @@ class SQLiteStore(Store):
     def add_op(self, project: str, kind: str, run: str | None, args: dict[str, Any],
                source: str, actor: str | None = None) -> OpRecord:
         """See :meth:`Store.add_op`."""
-        if kind not in OP_KINDS:
-            raise ValueError(f"unknown op {kind!r}; use one of {', '.join(OP_KINDS)}")
+        if kind not in tuple(OpKind):
+            raise ValueError(f"unknown op {kind!r}; use one of {', '.join(tuple(OpKind))}")
 
         def body() -> int:
             cur = self._conn.execute(
                 "INSERT INTO ops (project, kind, run, args, source, actor, status, created)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (project, kind, run, _dumps(args), source, actor, OP_PENDING, time.time()))
+                (project, kind, run, _dumps(args), source, actor, OpStatus.PENDING, time.time()))
             return int(cur.lastrowid or 0)
 
         return self.get_op(self._run_in_transaction(body))
@@ -572,7 +572,7 @@ class SQLiteStore(Store):
     def finish_op(self, op_id: int, status: str, reason: str | None = None,
                   result: dict[str, Any] | None = None) -> None:
         """See :meth:`Store.finish_op`."""
-        if status not in (OP_APPLIED, OP_REJECTED):
+        if status not in (OpStatus.APPLIED, OpStatus.REJECTED):
             raise ValueError(f"an op ends applied or rejected, not {status!r}")
         self._run_in_transaction(lambda: self._conn.execute(
             "UPDATE ops SET status = ?, reason = ?, result = ?, applied = ? WHERE id = ?",
@@ -678,7 +678,7 @@ class SQLiteStore(Store):
                 "SELECT r.rid, r.id, r.status, r.last_step, r.updated FROM runs r"
                 " JOIN projects p ON p.id = r.project WHERE p.name = ? ORDER BY r.rid",
                 (project,)).fetchall()
-        return [RunState(int(r[0]), r[1], r[2], int(r[3]), float(r[4])) for r in rows]
+        return [RunState(int(r[0]), r[1], RunStatus(r[2]), int(r[3]), float(r[4])) for r in rows]
 
     def fill_summaries(self, limit: int = 256) -> int:
         """Compute missing block summaries (segments written before schema 2) for up to

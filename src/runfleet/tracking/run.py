@@ -12,7 +12,7 @@ from typing import Any
 
 from runfleet.home import Home
 from runfleet.sinks.fanout import RunSinks, sink_timeout
-from runfleet.store.base import COMPLETED, FAILED, AlertRow
+from runfleet.store.base import AlertRow, RunStatus
 from runfleet.tracking.buffer import Block
 from runfleet.tracking.config import Config
 from runfleet.tracking.summary import MetricDefinition, Summary, parse_summary_modes
@@ -228,7 +228,7 @@ class Run:
         self._finished = True
         if self._monitor is not None:
             self._monitor.stop()
-        final = status or (FAILED if exit_code not in (None, 0) else COMPLETED)
+        final = status or (RunStatus.FAILED if exit_code not in (None, 0) else RunStatus.COMPLETED)
         self._writer.update_run(self._rid, status=final, finished=time.time(),
                                 heartbeat=time.time())
         self._writer.flush()
@@ -243,6 +243,16 @@ class Run:
                 self._writer.flush()  # sink failures noted meanwhile are alerts on the run
         if self._on_finish is not None:
             self._on_finish(self)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Block until everything logged or changed before this call is in the store (or,
+        if the store cannot be written, in a spill file); False if ``timeout`` passed first.
+
+        ``log()`` returns at once and a background thread writes every 0.5 s; call this
+        when another process must see the data now (the engine does before it marks an op
+        applied).
+        """
+        return self._writer.flush(timeout)
 
     def set_status(self, status: str) -> None:
         """Record a status change without finishing (used by the engine: pending, running,
@@ -276,7 +286,7 @@ class Run:
         if self._finished:
             return
         self.alert("run failed", message, "error")
-        self.finish(status=FAILED)
+        self.finish(status=RunStatus.FAILED)
 
     def __enter__(self) -> Run:
         return self

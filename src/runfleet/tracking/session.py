@@ -21,7 +21,7 @@ from runfleet.home import Home
 from runfleet.sinks import Sink, resolve_sinks
 from runfleet.sinks.base import RunInfo
 from runfleet.sinks.fanout import RunSinks, channel_for
-from runfleet.store.base import FAILED, RUNNING, AlertRow
+from runfleet.store.base import AlertRow, RunStatus
 from runfleet.tracking import homes
 from runfleet.tracking.config import Config
 from runfleet.tracking.disabled import DisabledRun
@@ -156,7 +156,7 @@ def start_run(
     parent: str | None = None,
     parent_step: int | None = None,
     on_finish: Any = None,
-    status: str = RUNNING,
+    status: str = RunStatus.RUNNING,
     sinks: Sequence[Sink | str] | None = None,
     wait_sinks: bool = True,
 ) -> Run:
@@ -323,5 +323,5 @@ def _finish_at_exit() -> None:
     run = _active
     if run is not None:
         code = _exit_code[-1] if _exit_code else None
-        status = FAILED if _uncaught or code not in (None, 0) else None
+        status = RunStatus.FAILED if _uncaught or code not in (None, 0) else None
         run.finish(status=status) if isinstance(run, Run) else run.finish()
