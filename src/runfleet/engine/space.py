@@ -21,6 +21,11 @@ from runfleet.fit.configs import FitConfig, OpenConfig
 
 Path = tuple[Any, ...]
 
+#: Keys the engine adds to every run's flattened config. They are the same for all runs of
+#: an experiment (set by ``run_fit``/``run_evals``, not by a config), so a clone cannot
+#: change them. The dashboard serves this list to its page.
+ENGINE_CONFIG_KEYS = ("trainer", "num_chunks", "seed", "warm_start")
+
 
 class SpaceError(ValueError):
     """A search space is malformed; the message names the key."""
