@@ -32,6 +32,18 @@ def _store_with_series(path: Path, n: int = 50_000, runs: int = 2) -> SQLiteStor
     return store
 
 
+def _sql(db: Path, statement: str) -> object:
+    """Run one raw SQL statement on its own connection (committed); return the first
+    column of the first row, if any. For checks below the Store interface."""
+    conn = sqlite3.connect(db)
+    try:
+        with conn:
+            row = conn.execute(statement).fetchone()
+        return None if row is None else row[0]
+    finally:
+        conn.close()
+
+
 def _grid(store: SQLiteStore, rid: int, coarse: bool, buckets: int = 100) -> dict:
     got = store.series_blocks(rid, "loss", coarse=coarse)
     ext = store.series_extents([rid], "loss")[rid]
@@ -68,7 +80,7 @@ def test_tail_segment_rewrites_keep_the_summary_current(tmp_path: Path) -> None:
     got = store.series_blocks(rid, "x", coarse=True)
     assert got.blocks is not None and int(got.blocks.n.sum()) == 1000
     assert got.blocks.vmax.max() == 1998.0 and len(got.points.steps) == 0
-    assert store._conn.execute("SELECT COUNT(*) FROM segment_summaries").fetchone()[0] == 1
+    assert _sql(store.path, "SELECT COUNT(*) FROM segment_summaries") == 1
     store.close()
 
 
@@ -109,7 +121,7 @@ def test_schema_1_database_migrates_and_gets_summaries(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     store = SQLiteStore.open(tmp_path / "runfleet.db")
-    assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 2
+    assert _sql(store.path, "PRAGMA user_version") == SCHEMA_VERSION >= 2
     before = store.series_blocks(1, "loss", coarse=True)
     assert before.blocks is None and len(before.points.steps) == 20_000  # decoded instead
     assert store.fill_summaries(limit=2) == 2
@@ -122,8 +134,8 @@ def test_schema_1_database_migrates_and_gets_summaries(tmp_path: Path) -> None:
 
 def test_deleting_segments_removes_their_summaries(tmp_path: Path) -> None:
     store = _store_with_series(tmp_path, n=10_000, runs=1)
-    store._conn.execute("DELETE FROM segments")
-    assert store._conn.execute("SELECT COUNT(*) FROM segment_summaries").fetchone()[0] == 0
+    _sql(store.path, "DELETE FROM segments")
+    assert _sql(store.path, "SELECT COUNT(*) FROM segment_summaries") == 0
     store.close()
 
 

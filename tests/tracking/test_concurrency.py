@@ -71,7 +71,7 @@ KILLED = textwrap.dedent("""
     run = runfleet.init(project="kill", dir=sys.argv[1], id="victim")
     for step in range(1000):
         runfleet.log({"x": float(step)})
-    run._writer.flush()  # the first 1000 steps are durable now
+    run.flush()  # the first 1000 steps are durable now
     print("flushed", flush=True)
     step = 1000
     while True:

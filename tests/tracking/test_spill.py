@@ -13,7 +13,7 @@ import pytest
 import runfleet
 from runfleet.home import Home
 from runfleet.store import codec
-from runfleet.store.base import SeriesChunk, WriteBatch
+from runfleet.store.base import SeriesChunk, Store, WriteBatch
 from runfleet.tracking import spill
 from tests.conftest import subprocess_env
 
@@ -63,7 +63,7 @@ def test_a_file_replayed_again_after_a_crash_adds_nothing(home: Path) -> None:
     h = Home.resolve(home)
     assert isinstance(run, runfleet.Run)
     opened = runfleet.tracking.homes.get(h)
-    path = spill.write(h, _one_point_batch(run), opened.store.db_id)
+    path = spill.write(h, _one_point_batch(opened.store, run), opened.store.db_id)
     saved = path.read_bytes()
     assert spill.replay(h, opened.store) == 1
     assert not path.exists()
@@ -74,8 +74,10 @@ def test_a_file_replayed_again_after_a_crash_adds_nothing(home: Path) -> None:
     assert runfleet.Api(home).run("p", "x").history()["v"].tolist() == [1.0, 2.0]
 
 
-def _one_point_batch(run: runfleet.Run) -> WriteBatch:
-    return WriteBatch(series=[SeriesChunk(run._rid, "v", codec.FLOAT, np.array([1]),
+def _one_point_batch(store: Store, run: runfleet.Run) -> WriteBatch:
+    record = store.find_run(run.project, id=run.id)
+    assert record is not None
+    return WriteBatch(series=[SeriesChunk(record.rid, "v", codec.FLOAT, np.array([1]),
                                           np.array([1.7e9]), np.array([2.0]))])
 
 
@@ -92,7 +94,7 @@ def test_unexpected_write_error_spills_and_never_hangs_finish(
     for i in range(100):
         runfleet.log({"v": float(i)})
     with pytest.warns(RuntimeWarning, match="simulated bug"):
-        assert run._writer.flush(timeout=30)
+        assert run.flush(timeout=30)
     assert spill.pending(Home.resolve(home))
     monkeypatch.undo()
     runfleet.finish()  # the next successful write replays the spilled points
@@ -131,12 +133,12 @@ def test_two_spill_episodes_and_spilled_run_updates_all_land(
             runfleet.config.update({"lr": 2, "bs": 64})
             run.tags = ["important"]
         with pytest.warns(RuntimeWarning, match="No space left"):
-            run._writer.flush(timeout=30)
+            run.flush(timeout=30)
         flaky.failing = False
         for _ in range(5):
             runfleet.log({"v": float(len(expected))})
             expected.append(float(len(expected)))
-        run._writer.flush(timeout=30)
+        run.flush(timeout=30)
     runfleet.finish()
     assert spill.pending(Home.resolve(home)) == []
     r = runfleet.Api(home).run("p", "eps")
@@ -151,8 +153,8 @@ def test_spill_lines_of_another_database_are_set_aside(home: Path) -> None:
     runfleet.finish()
     assert isinstance(run, runfleet.Run)
     h = Home.resolve(home)
-    path = spill.write(h, _one_point_batch(run), "some-other-database")
-    opened = runfleet.tracking.homes.get(h)
+    opened = runfleet.tracking.homes.get(h)  # already open: the run above opened it
+    path = spill.write(h, _one_point_batch(opened.store, run), "some-other-database")
     assert spill.replay(h, opened.store) == 0
     assert not path.exists()
     assert any(p.name.endswith(".foreign") for p in path.parent.iterdir())
