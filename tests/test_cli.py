@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 import runfleet
-from runfleet.cli import main, parse_filters
+from runfleet.cli import main
 from runfleet.export import read_long
+from runfleet.filters import parse_filters
 
 SUBCOMMANDS = ["runs", "export", "import", "import trackio", "import csv", "import tensorboard",
                "show", "demo",

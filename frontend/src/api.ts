@@ -99,6 +99,8 @@ export interface OpsList {
   ops_from: number;
   controller_alive: boolean;
   experiment: boolean;
+  /** Config keys the engine sets for every run of an experiment (a clone cannot change them). */
+  engine_keys: string[];
 }
 
 export interface OpArgs {

@@ -9,9 +9,6 @@ import { ApiError, Json, OpArgs, OpInfo, OpKind, RunInfo, api } from "./api";
 import { flatten, fmt, h } from "./dom";
 import { state } from "./state";
 
-/** Config keys the engine sets for every run of an experiment (not changeable by a clone). */
-const ENGINE_KEYS = new Set(["trainer", "num_chunks", "seed", "warm_start"]);
-
 const LABELS: Record<OpKind, string> = {
   stop: "Stop", resume: "Resume", delete: "Delete", clone: "Clone",
 };
@@ -189,7 +186,7 @@ export function openClone(run: RunInfo): void {
   const inputs: { key: string; input: HTMLInputElement; initial: string }[] = [];
   const rows = keys.map((key, i) => {
     const initial = valueText(config[key]);
-    const fixed = ENGINE_KEYS.has(key);
+    const fixed = state.engineKeys.has(key);
     const input = h("input", {
       type: "text", id: `clone-value-${i}`, class: "clone-value", "data-key": key, value: initial,
       readonly: fixed, title: fixed ? "set by the experiment for all its runs" : null,

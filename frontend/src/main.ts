@@ -167,6 +167,7 @@ async function loadOps(): Promise<void> {
     state.opsStart = res.ops_from;
     state.experiment = res.experiment;
     state.controllerAlive = res.controller_alive;
+    state.engineKeys = new Set(res.engine_keys);
     state.emit("ops");
   } catch (err) {
     runList.showError(err instanceof ApiError ? err.message : String(err));

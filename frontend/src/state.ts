@@ -46,10 +46,12 @@ export class State {
 
   /** Control ops of the project by id (the audit trail, kept live). */
   ops = new Map<number, OpInfo>();
-  /** Whether the project is an engine experiment (its runs have control buttons). */
+  /** Whether the project is an experiment run by the engine (its runs have control buttons). */
   experiment = false;
   /** Whether the experiment's controller runs now (else ops wait for it). */
   controllerAlive = false;
+  /** Config keys the engine sets for every run (GET /api/ops): read-only in the clone form. */
+  engineKeys = new Set<string>();
   /** The first op id the page may not know in its final state (for the live stream). */
   opsStart = 1;
   /** List deleted runs too. */

@@ -27,7 +27,6 @@ from runfleet.tracking.api_functions import (
     log,
     login,
     save,
-    show,
     watch,
 )
 from runfleet.tracking.config import Config
@@ -37,6 +36,7 @@ from runfleet.tracking.session import init
 from runfleet.tracking.summary import Summary
 
 if TYPE_CHECKING:
+    from runfleet.dashboard.server import show
     from runfleet.engine import Experiment, GridSearch, List, RandomSearch, Range
 
 __version__ = "0.1.0"
@@ -80,11 +80,18 @@ _ENGINE_NAMES = ("Experiment", "GridSearch", "List", "RandomSearch", "Range")
 
 def __getattr__(name: str) -> Any:
     """``runfleet.run``, ``runfleet.config`` and ``runfleet.summary`` follow the active run;
-    the engine's names (``Experiment``, ``List`` ...) load on first use."""
+    the engine's names (``Experiment``, ``List`` ...) and ``show`` (the dashboard, which
+    needs the ``dashboard`` extra) load on first use."""
     if name in _ENGINE_NAMES:
         import runfleet.engine
 
         return getattr(runfleet.engine, name)
+    if name == "show":
+        try:
+            from runfleet.dashboard.server import show
+        except ImportError:  # no dashboard extra: the name exists, calling it says why not
+            return _show_without_dashboard
+        return show
     if name == "run":
         return _fn.current_run()
     if name == "config":
@@ -92,3 +99,9 @@ def __getattr__(name: str) -> Any:
     if name == "summary":
         return _fn.current_summary()
     raise AttributeError(f"module 'runfleet' has no attribute {name!r}")
+
+
+def _show_without_dashboard(*args: Any, **kwargs: Any) -> None:
+    """``runfleet.show`` when the dashboard extra is missing: raises the ImportError that
+    names the missing package."""
+    import runfleet.dashboard.server  # noqa: F401 - fails: starlette or uvicorn is missing

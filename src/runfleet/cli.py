@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Sequence
@@ -23,14 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from runfleet.errors import RunfleetError, RunNotFoundError
+from runfleet.filters import FilterError, parse_filters
 from runfleet.home import ENV_VAR, Home
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 NON_FINITE_NOTE = ("NaN and infinite numbers, which JSON cannot hold, are written as the "
                    "strings \"NaN\", \"Infinity\" and \"-Infinity\".")
-_FILTER_RE = re.compile(r"^(?P<field>[^=!<>~]+?)\s*(?P<op>!=|>=|<=|=|>|<|~)(?P<value>.*)$")
-_FILTER_OPS = {"=": "$eq", "!=": "$ne", ">": "$gt", ">=": "$gte", "<": "$lt", "<=": "$lte",
-               "~": "$regex"}
 _CONTROL = {
     "stop": "stop a running run of an experiment (its state is kept; resume it later)",
     "resume": "resume a stopped run exactly where it stopped",
@@ -393,43 +390,15 @@ def _check_project(projects: list[str], project: str, home: Home) -> None:
                        f"{', '.join(projects) or 'none'}")
 
 
-def parse_filters(specs: Sequence[str]) -> dict[str, Any]:
-    """Turn ``FIELD<op>VALUE`` strings into an :meth:`runfleet.Api.runs` filter dict.
-
-    Example:
-        >>> parse_filters(["config.lr=0.001", "summary.acc>=0.9"])
-        {'config.lr': 0.001, 'summary.acc': {'$gte': 0.9}}
-    """
-    conditions: dict[str, list[tuple[str, Any]]] = {}
-    for spec in specs:
-        m = _FILTER_RE.match(spec)
-        if m is None:
-            raise CliError(f"bad --filter {spec!r}: expected FIELD=VALUE (or != > >= < <= ~)")
-        field, op, text = m["field"].strip(), m["op"], m["value"].strip()
-        value: Any = text
-        if op != "~":
-            try:
-                value = json.loads(text)
-            except ValueError:
-                value = text
-        conditions.setdefault(field, []).append((_FILTER_OPS[op], value))
-    filters: dict[str, Any] = {}
-    for field, conds in conditions.items():
-        if len(conds) == 1 and conds[0][0] == "$eq":
-            filters[field] = conds[0][1]  # plain equality also matches one of a run's tags
-        else:
-            filters[field] = {}
-            for op, value in conds:
-                filters[field][op] = value
-    return filters
-
-
 # -- runs ------------------------------------------------------------------------------------
 def _cmd_runs(args: argparse.Namespace) -> int:
     from runfleet.api import Api
 
     home = _home(args, must_exist=True)
-    filters = parse_filters(args.filter)
+    try:
+        filters = parse_filters(args.filter)
+    except FilterError as exc:
+        raise CliError(str(exc)) from None
     if args.status:
         filters["status"] = args.status
     with Api(dir=home.root) as api:

@@ -24,6 +24,8 @@ import runfleet
 from runfleet.api import Api
 from runfleet.dashboard import live
 from runfleet.dashboard.app import create_app
+from runfleet.dashboard.cursor import decode_token, encode_cursor
+from runfleet.engine.space import ENGINE_CONFIG_KEYS
 from runfleet.store.sqlite import SQLiteStore
 from tests.conftest import ROOT, subprocess_env
 from tests.dashboard.conftest import ARTIFACTS
@@ -84,6 +86,7 @@ def test_ops_are_written_for_the_controller_and_listed(ctl: TestClient, ctl_home
                                       "applied"}
     assert listing["controller_alive"] is False and listing["experiment"] is True
     assert listing["ops_from"] == stop["id"]  # the first op still pending
+    assert listing["engine_keys"] == list(ENGINE_CONFIG_KEYS)  # the page's read-only keys
     by_run = ctl.get("/api/ops", params={"project": "ctl", "run": "b"}).json()
     assert [o["kind"] for o in by_run["ops"]] == ["delete"]
     after = ctl.get("/api/ops", params={"project": "ctl", "after": stop["id"]}).json()
@@ -236,12 +239,12 @@ def test_op_changes_on_the_live_stream(ctl_home: Path) -> None:
     (name, op), = watcher.poll()
     assert op["status"] == "rejected" and op["reason"] == "unknown config key 'bogus'"
     token = watcher.token()
-    assert live.decode_token(token) == ({"a": -1, "b": -1}, second.id + 1)
+    assert decode_token(token) == ({"a": -1, "b": -1}, second.id + 1)
     # A reconnect from an earlier position gets every op from there (the page upserts).
     again = live.LiveWatcher(api, "ctl", None, {}, ops_from=first.id)
     assert [d["id"] for n, d in again.poll() if n == "op"] == [first.id, second.id]
     with pytest.raises(live.ApiError, match="malformed cursor"):
-        live.decode_token(live.encode_cursor({"a": 1}, ops_from=-3))
+        decode_token(encode_cursor({"a": 1}, ops_from=-3))
     writer.close()
     api.close()
 
@@ -316,6 +319,9 @@ def test_dashboard_buttons_control_a_running_experiment(home: Path, serve: Any, 
         page.wait_for_selector(".detail-head button[data-op='clone']")
         page.click(".detail-head button[data-op='clone']")
         page.wait_for_selector("#clone-dialog[open]")
+        # The keys the experiment sets for all runs (engine_keys of GET /api/ops) are fixed.
+        assert page.get_attribute(".clone-value[data-key='num_chunks']", "readonly") == ""
+        assert page.get_attribute(".clone-value[data-key='learning_rate']", "readonly") is None
         page.fill(".clone-value[data-key='learning_rate']", "0.02")
         page.click("#clone-submit")
         page.wait_for_selector("#clone-status[data-state='applied']", timeout=15_000)

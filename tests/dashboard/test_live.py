@@ -14,6 +14,7 @@ import pytest
 
 from runfleet.api import Api
 from runfleet.dashboard import live
+from runfleet.dashboard.cursor import decode_cursor, encode_cursor
 from runfleet.dashboard.spec import ApiError
 from runfleet.store import codec
 from runfleet.store.base import SeriesChunk, WriteBatch
@@ -37,12 +38,12 @@ def home(tmp_path: Path) -> Path:
 
 
 def test_cursor_round_trip_and_bad_tokens() -> None:
-    token = live.encode_cursor({"a": 5, "b/x": -1})
-    assert live.decode_cursor(token) == {"a": 5, "b/x": -1}
-    not_steps = live.encode_cursor({"a": "x"})  # type: ignore[dict-item]
+    token = encode_cursor({"a": 5, "b/x": -1})
+    assert decode_cursor(token) == {"a": 5, "b/x": -1}
+    not_steps = encode_cursor({"a": "x"})  # type: ignore[dict-item]
     for bad in ("!!!", not_steps, "W10"):  # not base64 JSON; steps not ints; a list
         with pytest.raises(ApiError, match="malformed cursor"):
-            live.decode_cursor(bad)
+            decode_cursor(bad)
 
 
 def test_only_new_points_and_changes_are_sent(home: Path) -> None:
@@ -67,7 +68,7 @@ def test_only_new_points_and_changes_are_sent(home: Path) -> None:
     events = watcher.poll()
     assert ("run", "b") in [(n, d.get("id")) for n, d in events]
     assert [d["steps"] for n, d in events if n == "points"] == [[0, 1, 2, 3, 4]]
-    assert live.decode_cursor(watcher.token()) == {"a": 109, "b": 4}
+    assert decode_cursor(watcher.token()) == {"a": 109, "b": 4}
     writer.close()
     api.close()
 

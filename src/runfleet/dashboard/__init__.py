@@ -9,8 +9,9 @@ Modules, one job each:
 * ``control``: control ops (stop, resume, delete, clone) asked from the page, and their
   audit trail;
 * ``live``: Server-Sent Events with new points, run and op changes since a cursor;
+* ``cursor``: the live-update cursor token (steps per run, op position);
 * ``security``: loopback host check, cross-site write refusal, the write token;
-* ``server``: ``runfleet show``: port choice, token, uvicorn;
+* ``server``: ``runfleet show`` and ``runfleet.show()``: port choice, token, uvicorn;
 * ``jsonio``: strict JSON (and base64) encoding of numpy arrays.
 
 The front end (TypeScript + uPlot) lives in ``frontend/`` and is built by esbuild into
@@ -18,6 +19,6 @@ The front end (TypeScript + uPlot) lives in ``frontend/`` and is built by esbuil
 """
 
 from runfleet.dashboard.app import create_app
-from runfleet.dashboard.server import serve
+from runfleet.dashboard.server import serve, show
 
-__all__ = ["create_app", "serve"]
+__all__ = ["create_app", "serve", "show"]

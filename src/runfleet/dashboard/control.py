@@ -17,20 +17,19 @@ Example:
 from __future__ import annotations
 
 import difflib
-from pathlib import Path
 from typing import Any
 
-from runfleet.dashboard import jsonio
-from runfleet.dashboard.query import Query, _flatten
+from runfleet.dashboard.cursor import op_position
+from runfleet.dashboard.query import Query, flatten, op_json
 from runfleet.dashboard.spec import ApiError
 from runfleet.engine import ops as engine_ops
-from runfleet.store.base import OpKind, OpRecord, OpStatus
+from runfleet.engine.lease import controller_state
+from runfleet.engine.space import ENGINE_CONFIG_KEYS
+from runfleet.store.base import OpKind
 
 SOURCE = "dashboard"
 MAX_CHANGES = 1000
 MAX_NAME = 200
-# Keys the engine adds to every run's config: set by the experiment, not by a clone.
-ENGINE_KEYS = ("trainer", "num_chunks", "seed", "warm_start")
 
 # The JSON schema of the POST /api/ops body (the OpenAPI description and the fuzz test
 # use it; :meth:`Control.request` enforces it).
@@ -60,41 +59,6 @@ BODY_SCHEMA: dict[str, Any] = {
 }
 
 
-def op_json(op: OpRecord) -> dict[str, Any]:
-    """The JSON form of an op (as listed by ``GET /api/ops`` and sent on the live stream)."""
-    return jsonio.safe({
-        "id": op.id, "project": op.project, "kind": op.kind, "run": op.run, "args": op.args,
-        "source": op.source, "actor": op.actor, "status": op.status, "reason": op.reason,
-        "result": op.result, "created": op.created, "applied": op.applied})
-
-
-def experiment_dir(home_root: Path, project: str) -> Path:
-    """Where the engine keeps the experiment ``project`` (see :class:`runfleet.Experiment`)."""
-    return home_root / "experiments" / project
-
-
-def controller_state(home_root: Path, project: str) -> dict[str, bool]:
-    """``experiment``: whether ``project`` is an engine experiment (its runs can be
-    controlled); ``alive``: whether a controller process drives it now."""
-    from runfleet.engine.experiment import Experiment
-
-    try:
-        exp = Experiment(project, dir=home_root)
-    except ValueError:  # not a name an experiment can have
-        return {"experiment": False, "alive": False}
-    is_experiment = (exp.dir / "experiment.json").exists()
-    return {"experiment": is_experiment, "alive": is_experiment and exp.controller_alive()}
-
-
-def ops_from(ops: list[OpRecord], after: int) -> int:
-    """The smallest op id that may still change or be new: the first pending op, else one
-    past the last op (``after + 1`` when there is none)."""
-    pending = [op.id for op in ops if op.status == OpStatus.PENDING]
-    if pending:
-        return min(pending)
-    return max((op.id for op in ops), default=after) + 1
-
-
 class Control:
     """The dashboard's control ops over a :class:`Query`'s home."""
 
@@ -104,7 +68,8 @@ class Control:
     def ops(self, project: str, run: str | None = None, after: int = 0,
              limit: int = 1000) -> dict[str, Any]:
         """Ops of ``project`` (of one run) with id > ``after``, oldest first, at most
-        ``limit``; with the controller's state and ``ops_from`` for the live stream."""
+        ``limit``; with the controller's state, ``ops_from`` for the live stream and
+        ``engine_keys``, the config keys the experiment sets (a clone cannot change them)."""
         self.query.check_project(project)
         if run is not None:
             self.query.run(project, run)  # 404 for an unknown run
@@ -112,13 +77,14 @@ class Control:
         found = store.ops(project, after=after, run=run)
         page = found[:limit]
         every = found if run is None else store.ops(project, after=after)
-        start = ops_from(every, after)
+        start = op_position(every, after)
         if len(found) > limit:  # the page must still fetch the rest: do not skip them
             start = min(start, page[-1].id + 1)
         state = controller_state(self.query.home_root, project)
         return {"project": project, "ops": [op_json(op) for op in page],
                 "more": len(found) > limit, "ops_from": start,
-                "controller_alive": state["alive"], "experiment": state["experiment"]}
+                "controller_alive": state["alive"], "experiment": state["experiment"],
+                "engine_keys": list(ENGINE_CONFIG_KEYS)}
 
     def request(self, body: dict[str, Any], client: str | None = None) -> dict[str, Any]:
         """Validate a ``POST /api/ops`` body and write the op; return it as JSON."""
@@ -168,10 +134,10 @@ class Control:
             raise ApiError(400, f"name must be text of at most {MAX_NAME} characters")
         if name is not None and not name.strip():
             args.pop("name")
-        flat = _flatten(config)
-        known = [k for k in flat if k not in ENGINE_KEYS]
+        flat = flatten(config)
+        known = [k for k in flat if k not in ENGINE_CONFIG_KEYS]
         for key in changes:
-            if key in ENGINE_KEYS:
+            if key in ENGINE_CONFIG_KEYS:
                 raise ApiError(400, f"config key {key!r} is set by the experiment for all "
                                     f"its runs; a clone cannot change it")
             if key not in flat:

@@ -9,26 +9,23 @@ query, no history) every :data:`POLL_S` seconds and sends
 * ``event: points`` with ``{run, key, steps, times, values}``: only the points logged after
   the cursor's step for that run (more than :data:`LIVE_MAX_POINTS` at once are thinned to
   min/max pairs, so a fast run never floods the page);
-* ``event: op`` with a control op's JSON (see ``control.py``) when it is new or its status
-  changed (pending -> applied or rejected), for every run of the project;
+* ``event: op`` with a control op's JSON (as ``GET /api/ops`` lists it) when it is new or
+  its status changed (pending -> applied or rejected), for every run of the project;
 * ``event: controller`` with ``{experiment, alive}`` when a controller starts or ends (the
   first event, ``hello``, carries it as ``{"controller": {...}}``);
 * an ``id:`` line carrying the new cursor, which the browser sends back as
   ``Last-Event-ID`` when it reconnects, so nothing is sent twice or lost.
 
-The cursor is base64url JSON ``{run id: last step sent}``, or ``{"r": {run id: step},
-"o": N}`` once ops are followed: every op with id >= N is (re)sent, so N is the first op
-that was still pending (or one past the last op sent). Runs absent from it start at their
-current last step (the page just fetched their history); runs created after the stream
-opened are sent from their first point. Without an op position (``ops_from``), only op
-changes after the stream opened are sent.
+The cursor (see ``cursor.py``) is base64url JSON ``{run id: last step sent}``, or
+``{"r": {run id: step}, "o": N}`` once ops are followed: every op with id >= N is (re)sent,
+so N is the first op that was still pending (or one past the last op sent). Runs absent
+from it start at their current last step (the page just fetched their history); runs
+created after the stream opened are sent from their first point. Without an op position
+(``ops_from``), only op changes after the stream opened are sent.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -38,10 +35,12 @@ import anyio
 import numpy as np
 
 from runfleet.api import Api
-from runfleet.dashboard import control, jsonio
-from runfleet.dashboard.query import SYSTEM_PREFIX, run_json
+from runfleet.dashboard import jsonio
+from runfleet.dashboard.cursor import encode_cursor, op_position
+from runfleet.dashboard.query import SYSTEM_PREFIX, op_json, run_json
 from runfleet.dashboard.spec import ApiError
 from runfleet.downsample import min_max_buckets
+from runfleet.engine.lease import controller_state
 
 POLL_S = 0.25
 HEARTBEAT_S = 15.0
@@ -49,43 +48,6 @@ LIVE_MAX_POINTS = 2000
 
 
 CONTROLLER_CHECK_S = 1.0
-
-
-def encode_cursor(steps: dict[str, int], ops_from: int | None = None) -> str:
-    """The cursor token for ``{run id: last step known}`` (and the first op to send)."""
-    data: Any = steps if ops_from is None else {"r": steps, "o": ops_from}
-    raw = json.dumps(data, separators=(",", ":")).encode("utf-8")
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
-
-
-def decode_token(token: str) -> tuple[dict[str, int], int | None]:
-    """Inverse of :func:`encode_cursor`: steps and the op position (None when absent);
-    :class:`ApiError` 400 for a malformed token."""
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        data = json.loads(raw.decode("utf-8"))
-    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
-        raise ApiError(400, "malformed cursor (expected the token the API returned)") from None
-    ops_from = None
-    if isinstance(data, dict) and isinstance(data.get("r"), dict):
-        position: Any = data.get("o")
-        if not (_is_int(position) and position >= 0 and set(data) == {"r", "o"}):
-            raise ApiError(400, "malformed cursor (expected an op position)")
-        ops_from = int(position)
-        data = data["r"]
-    if not isinstance(data, dict) or not all(
-            isinstance(k, str) and _is_int(v) for k, v in data.items()):
-        raise ApiError(400, "malformed cursor (expected {run id: step})")
-    return data, ops_from
-
-
-def decode_cursor(token: str) -> dict[str, int]:
-    """The steps of a cursor token (see :func:`decode_token`)."""
-    return decode_token(token)[0]
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 class LiveWatcher:
@@ -110,10 +72,10 @@ class LiveWatcher:
         self.op_status: dict[int, str] = {}
         if ops_from is None:
             current = api.store.ops(project)
-            ops_from = control.ops_from(current, 0)
+            ops_from = op_position(current, 0)
             self.op_status = {op.id: op.status for op in current if op.id >= ops_from}
         self.ops_from = ops_from
-        self.controller = control.controller_state(api.home.root, project)
+        self.controller = controller_state(api.home.root, project)
         self.controller_checked = time.monotonic()
 
     def token(self) -> str:
@@ -127,7 +89,7 @@ class LiveWatcher:
         events += self._poll_ops()
         if time.monotonic() - self.controller_checked >= CONTROLLER_CHECK_S:
             self.controller_checked = time.monotonic()
-            state = control.controller_state(self.api.home.root, self.project)
+            state = controller_state(self.api.home.root, self.project)
             if state != self.controller:
                 self.controller = state
                 events.append(("controller", dict(state)))
@@ -139,8 +101,8 @@ class LiveWatcher:
         for op in found:
             if self.op_status.get(op.id) != op.status:
                 self.op_status[op.id] = op.status
-                events.append(("op", control.op_json(op)))
-        self.ops_from = control.ops_from(found, self.ops_from - 1)
+                events.append(("op", op_json(op)))
+        self.ops_from = op_position(found, self.ops_from - 1)
         self.op_status = {i: st for i, st in self.op_status.items() if i >= self.ops_from}
         return events
 

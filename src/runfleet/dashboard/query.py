@@ -27,10 +27,11 @@ import numpy.typing as npt
 from runfleet import __version__
 from runfleet.api import X_AXES, Api, ApiRun
 from runfleet.dashboard import jsonio
+from runfleet.dashboard.cursor import encode_cursor
 from runfleet.dashboard.spec import ApiError
 from runfleet.downsample import GridBuckets
 from runfleet.errors import RunNotFoundError
-from runfleet.store.base import Series
+from runfleet.store.base import OpRecord, Series
 from runfleet.store.codec import SUMMARY_BLOCK
 
 SYSTEM_PREFIX = "system/"
@@ -58,6 +59,15 @@ def run_json(run: ApiRun) -> dict[str, Any]:
         "summary": run.summary, "parent": run.parent, "parent_step": run.parent_step,
         "created": run.created_at, "finished": run.finished_at, "updated": run.updated_at,
         "last_step": run.last_step})
+
+
+def op_json(op: OpRecord) -> dict[str, Any]:
+    """The JSON form of a control op (as listed by ``GET /api/ops`` and sent on the live
+    stream)."""
+    return jsonio.safe({
+        "id": op.id, "project": op.project, "kind": op.kind, "run": op.run, "args": op.args,
+        "source": op.source, "actor": op.actor, "status": op.status, "reason": op.reason,
+        "result": op.result, "created": op.created, "applied": op.applied})
 
 
 def _family(run_id: str, runs: list[ApiRun]) -> list[dict[str, Any]]:
@@ -93,7 +103,7 @@ def _varying_first(dicts: list[dict[str, Any]], skip: tuple[str, ...] = ()) -> l
     """Keys of ``dicts`` holding a plain value (number, text, bool) in some run: those whose
     values differ between runs first, each group sorted. Media references and other nested
     values are left out (they are not columns to sort or plot)."""
-    flat = [_flatten(d) for d in dicts]
+    flat = [flatten(d) for d in dicts]
     keys = sorted({k for d in flat for k, v in d.items()
                    if not k.startswith(skip) and isinstance(v, (int, float, str, bool))})
     dicts = flat
@@ -104,13 +114,15 @@ def _varying_first(dicts: list[dict[str, Any]], skip: tuple[str, ...] = ()) -> l
     return sorted(keys, key=lambda k: not varies(k))
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts as dotted keys: ``{"opt": {"lr": 1}}`` -> ``{"opt.lr": 1}``."""
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as dotted keys: ``{"opt": {"lr": 1}}`` -> ``{"opt.lr": 1}``. Empty dicts
+    and media references (dicts with ``_type``) stay values. The page's config and summary
+    columns, and the config keys a clone may change (``control.py``), are these keys."""
     out: dict[str, Any] = {}
     for k, v in tree.items():
         name = f"{prefix}{k}"
         if isinstance(v, dict) and v and "_type" not in v:
-            out.update(_flatten(v, name + "."))
+            out.update(flatten(v, name + "."))
         else:
             out[name] = v
     return out
@@ -204,8 +216,6 @@ class Query:
                 runs = [r for r in runs if needle in r.name.lower() or needle in r.id.lower()]
         total = len(runs)
         page = runs[offset:offset + limit]
-        from runfleet.dashboard.live import encode_cursor
-
         return {
             "project": project, "total": total, "offset": offset,
             "runs": [run_json(r) for r in page],

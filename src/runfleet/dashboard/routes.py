@@ -21,8 +21,10 @@ from starlette.routing import Route
 from runfleet import __version__
 from runfleet.dashboard import jsonio, live
 from runfleet.dashboard.control import BODY_SCHEMA, Control
+from runfleet.dashboard.cursor import decode_token
 from runfleet.dashboard.query import Query
 from runfleet.dashboard.spec import ApiError, Endpoint, Param, openapi, parse_params
+from runfleet.filters import FilterError, parse_filters
 from runfleet.store.base import RunStatus, StoreBusyError
 
 T = TypeVar("T")
@@ -52,11 +54,9 @@ def build_endpoints(query: Query) -> list[Endpoint]:
         return jsonio.json_response(await _blocking(query.projects))
 
     async def runs(request: Request, p: dict[str, Any]) -> Response:
-        from runfleet.cli import CliError, parse_filters
-
         try:
             filters = parse_filters(p["filter"])
-        except CliError as exc:
+        except FilterError as exc:
             raise ApiError(400, str(exc)) from None
         result = await _blocking(lambda: query.runs(
             p["project"], search=p["search"], regex=p["regex"], status=p["status"],
@@ -152,7 +152,7 @@ def build_endpoints(query: Query) -> list[Endpoint]:
 
     async def stream(request: Request, p: dict[str, Any]) -> Response:
         token = request.headers.get("last-event-id") or p["cursor"]
-        cursor, ops_from = live.decode_token(token) if token else ({}, None)
+        cursor, ops_from = decode_token(token) if token else ({}, None)
         if ops_from is None:
             ops_from = p["ops_from"]
         watcher = await _blocking(lambda: live.LiveWatcher(query.api, p["project"],
@@ -240,7 +240,8 @@ def build_endpoints(query: Query) -> list[Endpoint]:
             "(python, attach, cli, dashboard, policy:NAME), actor, status (pending, applied, "
             "rejected), reason, result, created, applied. `controller_alive` says whether "
             "the experiment's controller runs now (pending ops wait for it); `ops_from` is "
-            "the position to follow ops on /api/stream from.")),
+            "the position to follow ops on /api/stream from; `engine_keys` lists the config "
+            "keys the experiment sets for all its runs (a clone cannot change them).")),
         Endpoint("/api/ops", "POST", "Ask for a stop, resume, delete or clone of a run", (),
                  request_op, {**not_found, 401: "token required", 403: "cross-site write",
                               409: "database busy", 413: "body too large",

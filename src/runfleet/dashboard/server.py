@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, Any
 from urllib.parse import quote
 
 import uvicorn
@@ -194,3 +194,10 @@ def serve(home: str | os.PathLike[str] | None = None, host: str = DEFAULT_HOST,
         stop.set()
         sock.close()
     return 0
+
+
+def show(project: str | None = None, dir: Any = None, host: str = DEFAULT_HOST,
+         port: int | None = None, **kwargs: Any) -> None:
+    """Serve the dashboard (like ``runfleet show``) until interrupted: ``runfleet.show``.
+    trackio's ``show(project=...)`` works unchanged (its other arguments are ignored)."""
+    serve(home=dir, host=host, port=port, project=project)

@@ -72,12 +72,3 @@ def save(*args: Any, **kwargs: Any) -> None:
 def login(*args: Any, **kwargs: Any) -> bool:
     """Accepted for wandb compatibility; runfleet needs no login. Returns True."""
     return True
-
-
-def show(project: str | None = None, dir: Any = None, host: str = "127.0.0.1",
-         port: int | None = None, **kwargs: Any) -> None:
-    """Serve the dashboard (like ``runfleet show``) until interrupted; trackio's
-    ``show(project=...)`` works unchanged (its other arguments are ignored)."""
-    from runfleet.dashboard.server import serve
-
-    serve(home=dir, host=host, port=port, project=project)
