@@ -17,18 +17,12 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from runfleet.backends import hf
-from runfleet.backends.base import NonFiniteLossError, WorkerResources, backend_for
-from runfleet.backends.hf import (
-    DatasetFormatError,
-    DPOBackend,
-    GRPOBackend,
-    SFTBackend,
-    check_columns,
-    sft_tokens,
-    shared_base,
-)
+from runfleet.backends.hf import DatasetFormatError, DPOBackend, GRPOBackend, SFTBackend, slots
+from runfleet.backends.hf.data import check_columns, sft_tokens
+from runfleet.backends.hf.slots import shared_base
 from runfleet.demo import build_demo_model, build_tiny_llama, load_model, pretrain, train_tokenizer
+from runfleet.engine.backend import NonFiniteLossError, WorkerResources
+from runfleet.engine.backend import backend_class as backend_for
 from runfleet.engine.chunking import StepPlan
 from runfleet.engine.spec import RunSpec
 from runfleet.fit import DPOConfig, GRPOConfig, LoraConfig, ModelConfig, SFTConfig
@@ -277,7 +271,7 @@ def test_a_fresh_run_starts_alike_in_a_reused_or_a_new_slot(
 def test_only_the_active_slot_trains(limit: int, tiny_model: str, instructions: Any,
                                      preferences: Any, monkeypatch: pytest.MonkeyPatch
                                      ) -> None:
-    monkeypatch.setattr(hf, "MAX_ADAPTER_SLOTS", limit)
+    monkeypatch.setattr(slots, "MAX_ADAPTER_SLOTS", limit)
     res = resources_for("dpo", instructions, preferences)
     ranks = (4, 8, 16, 4)
     for opened, rank in enumerate(ranks, start=1):

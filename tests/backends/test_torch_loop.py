@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import torch
 
-from runfleet.backends.base import WorkerResources
 from runfleet.backends.torch_loop import TorchLoopBackend
+from runfleet.engine.backend import WorkerResources
 from runfleet.engine.chunking import StepPlan
 from runfleet.engine.spec import RunSpec
 from runfleet.fit import TorchConfig

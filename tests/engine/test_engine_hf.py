@@ -16,7 +16,7 @@ import torch
 import runfleet
 from runfleet import Experiment, GridSearch, List
 from runfleet.demo.tiny import load_model
-from runfleet.engine.checkpoint import CheckpointStore
+from runfleet.engine.checkpoint import LocalCheckpointStore
 from runfleet.fit import DPOConfig, GRPOConfig, LoraConfig, ModelConfig, SFTConfig
 from runfleet.fit.metrics import rouge_l_and_bleu
 
@@ -26,7 +26,7 @@ AUTOMATIC = {"loss", "learning_rate", "grad_norm", "epoch", "step", "chunk"}
 def final_state(home: Path, exp: str, run_id: str) -> dict[str, Any]:
     root = home / "experiments" / exp / "checkpoints"
     (path,) = (root / run_id).glob("chunk-*.pt")
-    return CheckpointStore(root).load(f"{run_id}/{path.stem}")
+    return LocalCheckpointStore(root).load(f"{run_id}/{path.stem}")
 
 
 def check_equivalence(home: Path, tiny_model: str, data: Any, peft: Any, tag: str) -> None:

@@ -10,7 +10,7 @@ import torch
 
 import runfleet
 from runfleet import Experiment, GridSearch, List
-from runfleet.engine.checkpoint import CheckpointStore
+from runfleet.engine.checkpoint import LocalCheckpointStore
 from runfleet.engine.chunking import ChunkingError
 from runfleet.fit import TorchConfig
 from tests.engine.models import make_model, make_model_killing_worker, regression_data
@@ -26,7 +26,7 @@ def losses(home: Path, project: str) -> dict[int, list[float]]:
 def final_weights(home: Path, exp: str, run_id: str) -> dict[str, torch.Tensor]:
     root = home / "experiments" / exp / "checkpoints"
     (path,) = (root / run_id).glob("chunk-*.pt")
-    return CheckpointStore(root).load(f"{run_id}/{path.stem}")["model"]
+    return LocalCheckpointStore(root).load(f"{run_id}/{path.stem}")["model"]
 
 
 def test_chunked_interleaved_training_equals_training_alone(home: Path) -> None:

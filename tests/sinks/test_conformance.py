@@ -66,7 +66,7 @@ def _trackio(ctx: Ctx) -> Sink:
 
 
 def _runfleet(ctx: Ctx) -> Sink:
-    return _cls("runfleet.sinks.runfleet", "RunfleetSink")(dir=ctx.tmp / "mirror")
+    return _cls("runfleet.tracking.mirror", "RunfleetSink")(dir=ctx.tmp / "mirror")
 
 
 TARGETS = {

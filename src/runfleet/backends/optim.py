@@ -10,7 +10,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from runfleet.backends.base import cpu_copy
+from runfleet.backends.state import cpu_copy
 
 
 def make_optimizer(params: Iterable[Any], args: Any) -> Any:

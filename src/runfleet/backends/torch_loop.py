@@ -12,28 +12,37 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from runfleet.backends.base import (
-    Backend,
-    NonFiniteLossError,
-    cpu_copy,
-    register,
-    rng_state,
-    seed_everything,
-    set_rng_state,
-)
 from runfleet.backends.optim import (
     clip_and_step,
     load_optimizer_state,
     make_optimizer,
     make_scheduler,
 )
+from runfleet.backends.state import cpu_copy, rng_state, seed_everything, set_rng_state
+from runfleet.engine.backend import Backend, NonFiniteLossError, RunPlan
+from runfleet.engine.chunking import StepPlan, eval_every
+from runfleet.fit.configs import ConfigError, TorchConfig
 
 
-@register
 class TorchLoopBackend(Backend):
     """Full training of a custom ``nn.Module``; the model is rebuilt per run on the worker."""
 
-    trainer = "torch"
+    @classmethod
+    def plan(cls, config: Any, num_examples: int, num_chunks: int, seed: int) -> RunPlan:
+        """Check ``config`` is a :class:`~runfleet.fit.TorchConfig` with a positive learning
+        rate; plan ``max_steps`` (or ``num_train_epochs``) steps of ``per_device_train_batch
+        _size x gradient_accumulation_steps`` examples."""
+        if not isinstance(config, TorchConfig):
+            raise ConfigError(f"trainer='torch' needs a TorchConfig, got {type(config).__name__}")
+        if not float(config["learning_rate"]) > 0:
+            raise ConfigError(f"learning_rate must be > 0, got {config['learning_rate']}")
+        batch = int(config["per_device_train_batch_size"]) * int(
+            config["gradient_accumulation_steps"])
+        steps = StepPlan.build(num_examples=num_examples, batch_size=batch,
+                               epochs=float(config["num_train_epochs"]),
+                               max_steps=int(config["max_steps"]), num_chunks=num_chunks,
+                               seed=seed)
+        return RunPlan(steps, eval_every(config["eval_steps"], steps.total_steps))
 
     def open(self, state: dict[str, Any] | None) -> None:
         """Build the model and optimizer: fresh (``state`` None), resumed from a saved
@@ -67,6 +76,8 @@ class TorchLoopBackend(Backend):
         return out if isinstance(out, dict) else {"loss": out}
 
     def train_step(self, step: int, indices: list[int]) -> dict[str, Any]:
+        """Forward/backward ``indices`` in ``gradient_accumulation_steps`` micro-batches,
+        clip, step; the model's other outputs are averaged into the metrics."""
         cfg = self.spec.config
         accum = int(cfg.get("gradient_accumulation_steps", 1))
         data = self.resources.train_dataset
@@ -86,6 +97,7 @@ class TorchLoopBackend(Backend):
         return {**totals, "learning_rate": lr, "grad_norm": grad_norm}
 
     def evaluate(self) -> dict[str, Any]:
+        """Every output of ``forward`` averaged over the eval set, prefixed ``eval_``."""
         import torch
 
         data = self.resources.eval_dataset
@@ -107,12 +119,15 @@ class TorchLoopBackend(Backend):
         return {f"eval_{k}": v / count for k, v in totals.items()}
 
     def state(self) -> dict[str, Any]:
+        """Weights, optimizer, schedule and RNG, on the CPU."""
         return {"model": cpu_copy(self.model.state_dict()),
                 "optimizer": cpu_copy(self.optimizer.state_dict()),
                 "scheduler": self.scheduler.state_dict(), "rng": rng_state()}
 
     def close(self) -> None:
-        del self.model, self.optimizer, self.scheduler, self.params
+        """Drop the run's model and optimizer (nothing is shared between torch runs)."""
+        for name in ("model", "optimizer", "scheduler", "params"):
+            self.__dict__.pop(name, None)
 
 
 def _split(indices: list[int], parts: int) -> list[list[int]]:

@@ -1,16 +1,21 @@
-"""Run state checkpoints, addressed by (run id, chunk) keys.
+"""Checkpoint storage: run states addressed by keys, shared by the controller and workers.
 
-After every chunk a run's trainable weights, optimizer, LR scheduler, RNG state and step
-counters are written under ``<experiment dir>/checkpoints/<run id>/chunk-<k>.pt`` (via a
-temporary file and an atomic rename, so a crash never leaves a torn checkpoint); a run
-stopped inside a chunk gets ``chunk-<k>-step-<s>.pt``. The controller prunes older ones
-once it has recorded the newest, so the recorded checkpoint is always on disk.
-Keys (``"<run id>/chunk-<k>"``), not paths, travel
-between controller and workers, so a remote executor can map them to its own storage.
+After every chunk a worker saves the run's state (trainable weights, optimizer, LR
+schedule, RNG, step counters) under ``"<run id>/chunk-<k>"``; a run stopped inside a chunk
+gets ``"<run id>/chunk-<k>-step-<s>"`` (:func:`checkpoint_key`). Keys, not paths, travel
+between controller and workers, so each executor can keep states where its workers reach
+them. The controller prunes a run's older states only once it has recorded the newest, so
+the recorded state always exists.
+
+:class:`CheckpointStore` is the interface; :class:`LocalCheckpointStore` keeps states in
+files under the experiment folder (every worker of a :class:`~runfleet.engine.local.
+LocalExecutor` shares the disk) with a small host-RAM cache per process. The shared suite
+``tests/engine/test_checkpoint_conformance.py`` runs against every implementation.
 """
 
 from __future__ import annotations
 
+import abc
 import os
 import shutil
 from collections import OrderedDict
@@ -23,13 +28,73 @@ def checkpoint_key(run_id: str, chunk: int, step: int | None = None) -> str:
     return f"{run_id}/chunk-{chunk}" if step is None else f"{run_id}/chunk-{chunk}-step-{step}"
 
 
-class CheckpointStore:
-    """Saves and loads run states under ``root``, with a small in-memory (host RAM) cache."""
+def run_of(key: str) -> str:
+    """The run id a key belongs to."""
+    return key.partition("/")[0]
 
-    def __init__(self, root: Path, cache_size: int = 8) -> None:
+
+class CheckpointStore(abc.ABC):
+    """Run states by key. Contract (checked by the conformance suite):
+
+    * ``save(key, state)`` is atomic: a crash leaves the old state or the new one, never a
+      torn one; ``load(key)`` then returns an equal state (tensors equal bit for bit), in
+      this process or any other process of the experiment;
+    * ``load`` of a key never saved (or deleted) raises ``FileNotFoundError``;
+    * ``prune(keep)`` removes every other state of ``keep``'s run, ``delete_run`` all of
+      them; neither touches other runs; ``forget`` only drops in-memory copies;
+    * ``copy(source, dest)`` makes ``dest`` load what ``source`` loads, independently of
+      later changes to ``source``;
+    * the object can be pickled and used in another process (workers get it that way).
+    """
+
+    @abc.abstractmethod
+    def save(self, key: str, state: dict[str, Any]) -> None:
+        """Persist ``state`` (CPU tensors and plain values) under ``key``, atomically."""
+
+    @abc.abstractmethod
+    def load(self, key: str) -> dict[str, Any]:
+        """The state saved under ``key``; ``FileNotFoundError`` if there is none."""
+
+    @abc.abstractmethod
+    def exists(self, key: str) -> bool:
+        """Whether a state is saved under ``key``."""
+
+    @abc.abstractmethod
+    def copy(self, source: str, dest: str) -> None:
+        """Save what ``source`` holds under ``dest`` too (a warm clone's own copy)."""
+
+    @abc.abstractmethod
+    def prune(self, keep: str) -> None:
+        """Delete the states of ``keep``'s run other than ``keep``."""
+
+    @abc.abstractmethod
+    def delete_run(self, run_id: str) -> None:
+        """Delete every state of a run (and any in-memory copy)."""
+
+    @abc.abstractmethod
+    def forget(self, run_id: str) -> None:
+        """Drop a run's in-memory copies in this process; what is saved stays."""
+
+
+class LocalCheckpointStore(CheckpointStore):
+    """States as ``<root>/<run id>/<name>.pt`` files (``torch.save``, written to a temporary
+    file and renamed into place), with the ``cache_size`` most recent states of this process
+    kept in host RAM."""
+
+    def __init__(self, root: str | os.PathLike[str], cache_size: int = 8) -> None:
         self.root = Path(root)
         self._cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._cache_size = cache_size
+
+    def __repr__(self) -> str:
+        return f"LocalCheckpointStore({str(self.root)!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a worker gets the store, not the states this process happens to hold in RAM
+        return {"root": self.root, "_cache_size": self._cache_size}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["root"], state["_cache_size"])  # type: ignore[misc]
 
     def path(self, key: str) -> Path:
         """The file of a key."""
@@ -37,11 +102,7 @@ class CheckpointStore:
         return self.root / run_id / f"{name}.pt"
 
     def save(self, key: str, state: dict[str, Any]) -> None:
-        """Persist ``state`` (CPU tensors and plain values) atomically.
-
-        Older checkpoints of the run stay until :meth:`prune` (the controller prunes once
-        it has recorded the new one, so the recorded checkpoint always exists on disk).
-        """
+        """See :meth:`CheckpointStore.save`."""
         import torch
 
         path = self.path(key)
@@ -51,23 +112,8 @@ class CheckpointStore:
         os.replace(tmp, path)
         self._remember(key, state)
 
-    def prune(self, keep: str) -> None:
-        """Delete the run's checkpoints other than ``keep``."""
-        path = self.path(keep)
-        for old in path.parent.glob("*.pt"):
-            if old != path:
-                old.unlink(missing_ok=True)
-        for key in [k for k in self._cache if k.split("/")[0] == keep.split("/")[0]
-                    and k != keep]:
-            del self._cache[key]
-
-    def copy(self, source: str, dest: str) -> None:
-        """Copy a checkpoint under a new key (a warm clone keeps its own copy)."""
-        self.path(dest).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(self.path(source), self.path(dest))
-
     def load(self, key: str) -> dict[str, Any]:
-        """The state saved under ``key`` (from the cache when this process saved it)."""
+        """See :meth:`CheckpointStore.load` (from the RAM cache when this process has it)."""
         import torch
 
         if key in self._cache:
@@ -81,17 +127,35 @@ class CheckpointStore:
         return state
 
     def exists(self, key: str) -> bool:
-        """Whether a checkpoint for ``key`` is on disk."""
+        """See :meth:`CheckpointStore.exists`."""
         return self.path(key).exists()
 
+    def copy(self, source: str, dest: str) -> None:
+        """See :meth:`CheckpointStore.copy`."""
+        target = self.path(dest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp")
+        shutil.copyfile(self.path(source), tmp)
+        os.replace(tmp, target)
+        self._cache.pop(dest, None)
+
+    def prune(self, keep: str) -> None:
+        """See :meth:`CheckpointStore.prune`."""
+        path = self.path(keep)
+        for old in path.parent.glob("*.pt"):
+            if old != path:
+                old.unlink(missing_ok=True)
+        for key in [k for k in self._cache if run_of(k) == run_of(keep) and k != keep]:
+            del self._cache[key]
+
     def delete_run(self, run_id: str) -> None:
-        """Remove every checkpoint of a run (memory and disk)."""
+        """See :meth:`CheckpointStore.delete_run`."""
         self.forget(run_id)
         shutil.rmtree(self.root / run_id, ignore_errors=True)
 
     def forget(self, run_id: str) -> None:
-        """Drop a run's states from the in-memory cache (the files stay)."""
-        for key in [k for k in self._cache if k.startswith(run_id + "/")]:
+        """See :meth:`CheckpointStore.forget`."""
+        for key in [k for k in self._cache if run_of(k) == run_id]:
             del self._cache[key]
 
     def _remember(self, key: str, state: dict[str, Any]) -> None:

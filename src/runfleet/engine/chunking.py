@@ -26,6 +26,12 @@ class ChunkingError(ValueError):
     """The dataset cannot be split as asked (too small for the number of chunks)."""
 
 
+def check_num_chunks(num_chunks: int) -> None:
+    """Raise :class:`ChunkingError` unless ``num_chunks`` is a whole number >= 1."""
+    if isinstance(num_chunks, bool) or not isinstance(num_chunks, int) or num_chunks < 1:
+        raise ChunkingError(f"num_chunks must be an integer >= 1, got {num_chunks!r}")
+
+
 @lru_cache(maxsize=64)
 def epoch_permutation(num_examples: int, seed: int, epoch: int) -> tuple[int, ...]:
     """The order of examples in ``epoch`` (same for every run of an experiment)."""
@@ -53,8 +59,7 @@ class StepPlan:
         """
         if batch_size < 1:
             raise ChunkingError(f"batch size must be >= 1, got {batch_size}")
-        if num_chunks < 1:
-            raise ChunkingError(f"num_chunks must be >= 1, got {num_chunks}")
+        check_num_chunks(num_chunks)
         steps_per_epoch = num_examples // batch_size
         if steps_per_epoch < 1:
             raise ChunkingError(
@@ -86,3 +91,11 @@ class StepPlan:
     def num_chunks(self) -> int:
         """Number of chunks."""
         return len(self.chunks)
+
+
+def eval_every(eval_steps: float | None, total_steps: int) -> int | None:
+    """Steps between evaluations: ``eval_steps`` as a count (>= 1) or as a fraction of the
+    run's steps (< 1), as transformers reads it; None evaluates at chunk ends only."""
+    if eval_steps is None:
+        return None
+    return int(eval_steps) if eval_steps >= 1 else max(1, round(eval_steps * total_steps))

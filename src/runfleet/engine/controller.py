@@ -24,11 +24,12 @@ from runfleet.engine.policy import (
     RunProgress,
     Schedulable,
     SchedulingPolicy,
+    StopDecision,
     StoppingPolicy,
 )
 from runfleet.engine.progress import ProgressTable
 from runfleet.engine.spec import ChunkTask, DropRun, RunSpec, StopTask
-from runfleet.store.base import OpRecord, OpStatus, RunStatus, Store
+from runfleet.store.base import OpKind, OpRecord, OpStatus, RunStatus, Store
 from runfleet.tracking.run import Run
 
 MAX_ATTEMPTS = 2  # a chunk whose worker died is retried once, then the run fails
@@ -53,7 +54,7 @@ class EngineRun:
     name: str
     config: dict[str, Any]
     tracker: Run
-    status: str = RunStatus.PENDING
+    status: RunStatus = RunStatus.PENDING
     next_step: int = 0
     state_key: str | None = None
     busy: bool = False
@@ -114,10 +115,11 @@ class EngineRun:
                 "status": self.status}
 
     def engine_state(self) -> dict[str, Any]:
-        """What the tracker keeps about the run's progress (read by ``Experiment.runs``)."""
-        return {"chunks_done": self.chunks_done, "num_chunks": self.num_chunks,
-                "state_key": self.state_key, "step": self.next_step,
-                "total_steps": self.spec.plan.total_steps}
+        """What the tracker keeps about the run's progress: the step and checkpoint a new
+        controller resumes from, and chunks done (read by ``Experiment.runs``). The plan
+        itself (chunks, total steps) lives in the run's spec."""
+        return {"chunks_done": self.chunks_done, "state_key": self.state_key,
+                "step": self.next_step}
 
 
 # A factory for clones: (parent, op) -> the new run (raises OpError with a reason).
@@ -216,7 +218,7 @@ class Controller:
 
     def _apply(self, op: OpRecord) -> None:
         run = self._target(op)
-        if op.kind == "stop":
+        if op.kind == OpKind.STOP:
             if run.terminal or run.status == RunStatus.STOPPED:
                 raise OpError(f"run {run.name} is already {run.status}")
             if run.busy:
@@ -224,7 +226,7 @@ class Controller:
             else:
                 self._set_status(run, RunStatus.STOPPED)
                 self._finish_op(op, OpStatus.APPLIED)
-        elif op.kind == "resume":
+        elif op.kind == OpKind.RESUME:
             if run.waiting_ops:  # a stop is still in flight: resume right after it lands
                 run.waiting_ops.append(op)
                 return
@@ -234,14 +236,14 @@ class Controller:
                 raise OpError(f"run {run.name} is still saving its state; try again")
             self._set_status(run, RunStatus.RUNNING if run.next_step else RunStatus.PENDING)
             self._finish_op(op, OpStatus.APPLIED)
-        elif op.kind == "delete":
+        elif op.kind == OpKind.DELETE:
             if run.status == RunStatus.DELETED:
                 raise OpError(f"run {run.name} is already deleted")
             if run.busy:
                 self._interrupt(run, op)
             else:
                 self._delete(run, op)
-        elif op.kind == "clone":
+        elif op.kind == OpKind.CLONE:
             if self.clone_factory is None:
                 raise OpError("this controller cannot clone runs")
             child = self.clone_factory(run, op)
@@ -261,11 +263,11 @@ class Controller:
         """The run just left its worker: apply the stop/delete ops that waited for it."""
         waiting, run.waiting_ops = run.waiting_ops, []
         for op in waiting:
-            if op.kind == "delete" and run.status != RunStatus.DELETED:
+            if op.kind == OpKind.DELETE and run.status != RunStatus.DELETED:
                 self._delete(run, op)
             elif run.status in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.DELETED):
                 self._finish_op(op, OpStatus.REJECTED, f"run {run.name} is already {run.status}")
-            elif op.kind == "resume":
+            elif op.kind == OpKind.RESUME:
                 if run.status != RunStatus.STOPPED:
                     self._finish_op(op, OpStatus.REJECTED, f"run {run.name} is {run.status}, "
                                                      f"not stopped")
@@ -296,7 +298,7 @@ class Controller:
                 self.store.purge_run(record.rid)
         self._finish_op(op, OpStatus.APPLIED, result={"purged": purge})
 
-    def _set_status(self, run: EngineRun, status: str) -> None:
+    def _set_status(self, run: EngineRun, status: RunStatus) -> None:
         run.status = status
         run.tracker.set_status(status)
         # Durable before the op that caused it is marked applied (and visible at once).
@@ -403,7 +405,7 @@ class Controller:
     def _ask_stopping_policy(self) -> None:
         if isinstance(self.stopping, NoStopping) or self.store is None:
             return
-        metric = getattr(self.stopping, "metric", "")
+        metric = self.stopping.metric
         try:
             decisions = self._stopping_decisions(metric)
         except Exception as exc:  # a broken policy is switched off, the runs go on
@@ -413,21 +415,21 @@ class Controller:
                           RuntimeWarning, stacklevel=2)
             self.stopping = NoStopping()
             return
-        for run_id, reason in decisions:
-            policy = type(self.stopping).__name__
-            self.store.add_op(self.project, "stop", run_id, {"reason": reason},
-                              f"policy:{policy}", policy)
-            self.by_id[run_id].tracker.alert("stopped by policy", reason, "info")
+        policy = type(self.stopping).__name__
+        for decision in decisions:
+            self.store.add_op(self.project, OpKind.STOP, decision.run_id,
+                              {"reason": decision.reason}, f"policy:{policy}", policy)
+            self.by_id[decision.run_id].tracker.alert("stopped by policy", decision.reason,
+                                                      "info")
         self._poll_ops(force=True)
 
-    def _stopping_decisions(self, metric: str) -> list[tuple[str, str]]:
+    def _stopping_decisions(self, metric: str) -> list[StopDecision]:
         progress = [RunProgress(r.index, r.spec.run_id, r.chunks_done, r.num_chunks,
                                 r.active and not r.waiting_ops,
                                 {c: m[metric] for c, m in r.metric_at_chunk.items()
                                  if metric in m})
                     for r in self.runs]
-        return [(run_id, reason) for run_id, reason in self.stopping.decide(progress)
-                if run_id in self.by_id]
+        return [d for d in self.stopping.decide(progress) if d.run_id in self.by_id]
 
     def _failed(self, event: TaskFailed) -> None:
         run = self.by_id[event.run_id]

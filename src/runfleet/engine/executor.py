@@ -1,44 +1,46 @@
-"""Executors run workers and carry tasks to them and events back.
+"""The executor interface: runs workers, carries tasks to them and events back.
 
-The controller talks to workers only through an executor (no shared files, no direct
-store writes by workers), so a Ray executor can replace :class:`LocalExecutor` later.
-``LocalExecutor`` starts ``spawn`` processes, one pipe each way per worker: a worker killed
-mid-message can only break its own pipe, never a queue the others share.
+The controller talks to workers only through an executor (no shared files, no store writes
+by workers), so where workers run is the executor's business: :class:`~runfleet.engine.
+local.LocalExecutor` starts processes on this machine; other executors register in the
+``runfleet.executors`` entry-point group (:mod:`runfleet.plugins`) and are chosen with
+``run_fit(..., executor=NAME or object)``.
+
+Contract every executor keeps (checked by ``tests/engine/test_executor_conformance.py``):
+
+* after :meth:`~Executor.start`, each worker reports :class:`~runfleet.engine.events.
+  WorkerReady` once it can take tasks (and again after :meth:`~Executor.restart`);
+* a task submitted to a ready, idle worker produces :class:`~runfleet.engine.events.
+  StepMetrics` events, then exactly one :class:`~runfleet.engine.events.ChunkDone` or
+  :class:`~runfleet.engine.events.TaskFailed`, unless the worker dies;
+* :class:`~runfleet.engine.spec.StopTask` ends that task after its current step with a
+  ``ChunkDone`` whose result is ``stopped``; messages to a dead worker are dropped;
+* a worker that dies (killed, crashed, its node lost) is reported by
+  :meth:`~Executor.dead_workers` exactly once, and its task produces no further events;
+* :meth:`~Executor.shutdown` stops every worker and may be called more than once.
 """
 
 from __future__ import annotations
 
 import abc
-import contextlib
-import multiprocessing as mp
-from dataclasses import dataclass
-from multiprocessing.connection import Connection, wait
 from typing import Any
 
-import cloudpickle
-
+from runfleet import plugins
 from runfleet.engine.events import Event
-from runfleet.engine.spec import ChunkTask
-
-
-@dataclass
-class WorkerSetup:
-    """What every worker needs once: the model factory, datasets, checkpoint folder."""
-
-    create_model_fn: Any
-    train_dataset: Any
-    eval_dataset: Any
-    checkpoint_root: str
-    threads: int | None = None
-    trainer: str = ""  # lets workers import the backend before they report ready
+from runfleet.engine.spec import ChunkTask, WorkerSetup
 
 
 class Executor(abc.ABC):
     """Runs workers; ``submit`` a task to an idle worker, ``poll`` for events."""
 
     @abc.abstractmethod
-    def start(self, setup: WorkerSetup, devices: list[str]) -> None:
-        """Start one worker per device."""
+    def start(self, setup: WorkerSetup) -> None:
+        """Start the workers; each gets ``setup`` once."""
+
+    @property
+    @abc.abstractmethod
+    def size(self) -> int:
+        """Number of worker slots (known once started)."""
 
     @abc.abstractmethod
     def submit(self, worker: int, task: ChunkTask) -> None:
@@ -64,110 +66,25 @@ class Executor(abc.ABC):
     def shutdown(self) -> None:
         """Stop every worker."""
 
-    @property
-    @abc.abstractmethod
-    def size(self) -> int:
-        """Number of worker slots."""
+    def describe(self) -> str:
+        """A few words for the progress table (``"2 local workers"``)."""
+        return f"{self.size} worker(s)"
 
 
-class LocalExecutor(Executor):
-    """Worker processes on this machine (``multiprocessing`` with ``spawn``)."""
-
-    def __init__(self) -> None:
-        self._ctx = mp.get_context("spawn")
-        self._procs: list[Any] = []
-        self._tasks: list[Connection] = []
-        self._events: list[Connection] = []
-        self._devices: list[str] = []
-        self._setup_blob = b""
-        self._reported_dead: set[int] = set()
-        self._closing = False
-
-    @property
-    def size(self) -> int:
-        return len(self._procs)
-
-    def start(self, setup: WorkerSetup, devices: list[str]) -> None:
-        self._setup_blob = cloudpickle.dumps(setup)
-        self._devices = list(devices)
-        for i in range(len(devices)):
-            self._procs.append(None)
-            self._tasks.append(None)  # type: ignore[arg-type]
-            self._events.append(None)  # type: ignore[arg-type]
-            self._launch(i)
-
-    def _launch(self, index: int) -> None:
-        from runfleet.engine.worker import worker_main
-
-        task_recv, task_send = self._ctx.Pipe(duplex=False)
-        event_recv, event_send = self._ctx.Pipe(duplex=False)
-        proc = self._ctx.Process(
-            target=worker_main, name=f"runfleet-worker-{index}", daemon=True,
-            args=(index, self._devices[index], self._setup_blob, task_recv, event_send))
-        proc.start()
-        task_recv.close()
-        event_send.close()
-        self._procs[index] = proc
-        self._tasks[index] = task_send
-        self._events[index] = event_recv
-        self._reported_dead.discard(index)
-
-    def submit(self, worker: int, task: ChunkTask) -> None:
-        # A worker that just died cannot take it: dead_workers() reports it and the
-        # controller retries the task, which it still counts as in flight.
-        with contextlib.suppress(OSError, ValueError):
-            self._tasks[worker].send_bytes(cloudpickle.dumps(task))
-
-    def send(self, worker: int, message: Any) -> None:
-        if worker in self._reported_dead or self._procs[worker] is None:
-            return
-        with contextlib.suppress(OSError, ValueError):  # dead: dead_workers() reports it
-            self._tasks[worker].send_bytes(cloudpickle.dumps(message))
-
-    def poll(self, timeout: float) -> list[Event]:
-        conns = [c for i, c in enumerate(self._events) if i not in self._reported_dead]
-        out: list[Event] = []
-        for conn in wait(conns, timeout=timeout):
-            assert isinstance(conn, Connection)
-            try:
-                while conn.poll():
-                    out.append(conn.recv())
-            except (EOFError, OSError):
-                pass  # the worker is gone; dead_workers() reports it
-        return out
-
-    def dead_workers(self) -> list[int]:
-        dead = []
-        for i, proc in enumerate(self._procs):
-            if i in self._reported_dead or proc is None or proc.is_alive():
-                continue
-            self._reported_dead.add(i)
-            dead.append(i)
-        return dead
-
-    def restart(self, worker: int) -> None:
-        for conn in (self._tasks[worker], self._events[worker]):
-            conn.close()
-        self._launch(worker)
-
-    def pid(self, worker: int) -> int | None:
-        """The process id of a worker (for tests and diagnostics)."""
-        proc = self._procs[worker]
-        return None if proc is None else int(proc.pid)
-
-    def shutdown(self) -> None:
-        self._closing = True
-        for i, conn in enumerate(self._tasks):
-            try:
-                if self._procs[i] is not None and self._procs[i].is_alive():
-                    conn.send_bytes(cloudpickle.dumps(None))
-            except (OSError, ValueError):
-                pass
-        for proc in self._procs:
-            if proc is not None:
-                proc.join(timeout=10)
-                if proc.is_alive():
-                    proc.kill()
-                    proc.join(timeout=5)
-        for conn in [*self._tasks, *self._events]:
-            conn.close()
+def make_executor(executor: Executor | str | None, workers: int | None) -> Executor:
+    """The executor to run an experiment on: ``executor`` itself, or the one registered
+    under that name (default ``"local"``) built with ``workers``."""
+    if isinstance(executor, Executor):
+        if workers is not None:
+            raise ValueError("workers= is for the default executor; give the number of "
+                             "workers to the executor object instead")
+        return executor
+    if executor is not None and not isinstance(executor, str):
+        raise TypeError(f"executor must be an Executor or a registered name, got "
+                        f"{type(executor).__name__}")
+    cls = plugins.load(plugins.EXECUTORS, executor or "local", what="executor")
+    made = cls(workers=workers)
+    if not isinstance(made, Executor):
+        raise TypeError(f"executor {executor!r} is registered as {cls!r}, which does not "
+                        f"make a runfleet.engine.executor.Executor")
+    return made

@@ -192,11 +192,13 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 class GridSearch:
     """Every combination of the ``List`` values in ``space``, trained with ``trainer``.
 
-    ``trainer`` is ``"sft"``, ``"dpo"``, ``"grpo"`` (HF/TRL with PEFT) or ``"torch"`` (a
-    plain PyTorch loop for custom models).
+    ``trainer`` names an installed trainer backend: runfleet's own are ``"sft"``, ``"dpo"``,
+    ``"grpo"`` (HF/TRL with PEFT) and ``"torch"`` (a plain PyTorch loop for custom models);
+    packages add more (:mod:`runfleet.plugins`). None: the config type's default
+    (``ModelConfig``: ``"sft"``, ``TorchConfig``: ``"torch"``).
     """
 
-    def __init__(self, space: Any, trainer: str = "sft") -> None:
+    def __init__(self, space: Any, trainer: str | None = None) -> None:
         self.space = space
         self.trainer = trainer
 
@@ -209,7 +211,8 @@ class RandomSearch:
     """``num_runs`` configs sampled from ``space`` with ``seed`` (``List`` uniformly,
     ``Range`` as declared)."""
 
-    def __init__(self, space: Any, num_runs: int, seed: int = 0, trainer: str = "sft") -> None:
+    def __init__(self, space: Any, num_runs: int, seed: int = 0,
+                 trainer: str | None = None) -> None:
         if num_runs < 1:
             raise SpaceError(f"num_runs must be >= 1, got {num_runs}")
         self.space = space

@@ -1,20 +1,36 @@
-"""What the controller sends to workers: a run's spec and one chunk of work."""
+"""What the controller sends to workers: their setup once, then a run's spec with one chunk
+of work at a time, and control messages."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+from runfleet.engine.checkpoint import CheckpointStore
 from runfleet.engine.chunking import StepPlan
+
+
+@dataclass
+class WorkerSetup:
+    """What every worker gets once, when it starts: the model factory, the datasets, where
+    run states are kept, and the trainer to import before it reports ready."""
+
+    create_model_fn: Any
+    train_dataset: Any
+    eval_dataset: Any
+    checkpoints: CheckpointStore
+    trainer: str = ""
+    threads: int | None = None  # torch threads per worker (set by the executor)
 
 
 @dataclass(frozen=True)
 class RunSpec:
     """Everything a worker needs to train a run, independent of which worker it lands on.
 
-    ``config`` is the run's concrete config (a :class:`runfleet.fit.ModelConfig`, or a
-    :class:`runfleet.fit.TorchConfig` for the plain torch loop). ``seed`` seeds the run's
-    own initialisation (adapter weights, dropout) so it does not depend on scheduling.
+    ``trainer`` names the run's backend (:mod:`runfleet.engine.backend`); ``config`` is
+    the run's concrete config, which that backend planned into ``plan``. ``seed`` seeds the
+    run's own initialisation (adapter weights, dropout) so it does not depend on
+    scheduling. ``warm_start`` is the checkpoint key a warm clone starts from.
     """
 
     run_id: str
@@ -23,7 +39,7 @@ class RunSpec:
     plan: StepPlan
     seed: int
     eval_steps: int | None = None
-    warm_start: str | None = None  # a checkpoint key to start from (clones, later issues)
+    warm_start: str | None = None
 
 
 @dataclass(frozen=True)

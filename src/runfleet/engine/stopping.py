@@ -1,9 +1,11 @@
 """Stopping policies: which runs to stop early, decided at chunk boundaries.
 
 Like the scheduling policies these are pure decision objects: ``decide`` sees every run's
-progress (:class:`~runfleet.engine.policy.RunProgress`) and returns ``(run_id, reason)``
-pairs, which the controller turns into ``stop`` ops. The only state kept is which decisions
-were already made, so a sequence of calls always gives the same answers.
+progress (:class:`~runfleet.engine.policy.RunProgress`) and returns stop decisions
+(:class:`~runfleet.engine.policy.StopDecision`), which the controller turns into ``stop``
+ops. The only state kept is which decisions were already made, so a sequence of calls
+always gives the same answers. Both register in the ``runfleet.stopping`` entry-point
+group (``successive-halving``, ``median``).
 
 A run a policy has stopped is never returned by that policy again and no longer holds up a
 decision: a stop that is still pending is not repeated, and a user who resumes such a run
@@ -16,7 +18,7 @@ import math
 import statistics
 from collections.abc import Sequence
 
-from runfleet.engine.policy import RunProgress, StoppingPolicy
+from runfleet.engine.policy import RunProgress, StopDecision, StoppingPolicy
 
 _MODES = ("min", "max")
 
@@ -72,9 +74,9 @@ class SuccessiveHalving(StoppingPolicy):
         return (f"SuccessiveHalving(metric={self.metric!r}, mode={self.mode!r}, "
                 f"eta={self.eta}, min_chunks={self.min_chunks})")
 
-    def decide(self, runs: Sequence[RunProgress]) -> list[tuple[str, str]]:
+    def decide(self, runs: Sequence[RunProgress]) -> list[StopDecision]:
         """Decide every rung that became decidable; return the runs it stops, with reasons."""
-        stops: list[tuple[str, str]] = []
+        stops: list[StopDecision] = []
         horizon = max((r.num_chunks for r in runs), default=0)
         rung = self.min_chunks
         while rung < horizon:
@@ -90,7 +92,7 @@ class SuccessiveHalving(StoppingPolicy):
             rung *= self.eta
         return stops
 
-    def _cut(self, rung: int, pool: list[RunProgress]) -> list[tuple[str, str]]:
+    def _cut(self, rung: int, pool: list[RunProgress]) -> list[StopDecision]:
         sign = 1.0 if self.mode == "min" else -1.0
 
         def rank(r: RunProgress) -> tuple[bool, float, int]:
@@ -104,7 +106,7 @@ class SuccessiveHalving(StoppingPolicy):
         for r in ranked[keep:]:
             if r.active:
                 self._stopped.add(r.run_id)
-                stops.append((r.run_id, (
+                stops.append(StopDecision(r.run_id, (
                     f"successive halving: {self.metric}={_fmt(_value(r, rung))} at chunk "
                     f"{rung} is not in the best {keep} of {len(ranked)} (cutoff {cutoff})")))
         return stops
@@ -138,9 +140,9 @@ class MedianStopping(StoppingPolicy):
         return (f"MedianStopping(metric={self.metric!r}, mode={self.mode!r}, "
                 f"min_chunks={self.min_chunks}, min_runs={self.min_runs})")
 
-    def decide(self, runs: Sequence[RunProgress]) -> list[tuple[str, str]]:
+    def decide(self, runs: Sequence[RunProgress]) -> list[StopDecision]:
         """Judge every (run, chunk) pair that became judgeable; return the runs to stop."""
-        stops: list[tuple[str, str]] = []
+        stops: list[StopDecision] = []
         for run in runs:
             if not run.active or run.run_id in self._stopped:
                 continue
@@ -156,7 +158,7 @@ class MedianStopping(StoppingPolicy):
                 median = statistics.median(others)
                 if (v > median) if self.mode == "min" else (v < median):
                     self._stopped.add(run.run_id)
-                    stops.append((run.run_id, (
+                    stops.append(StopDecision(run.run_id, (
                         f"median stopping: {self.metric}={_fmt(v)} at chunk {c} is worse "
                         f"than the median {_fmt(median)} of {len(others)} other runs")))
                     break

@@ -158,7 +158,13 @@ class GRPOConfig(_TrainingConfig):
 
 
 class OpenConfig(Mapping[str, Any]):
-    """A config with an open set of named values (attribute and item access, immutable)."""
+    """A config with an open set of named values (attribute and item access, immutable).
+
+    ``default_trainer`` names the trainer backend a search space of this config type uses
+    when it names none (``GridSearch(ModelConfig(...))`` trains with ``"sft"``).
+    """
+
+    default_trainer: ClassVar[str | None] = None
 
     def __init__(self, **values: Any) -> None:
         object.__setattr__(self, "_values", dict(values))
@@ -232,6 +238,8 @@ class ModelConfig(OpenConfig):
     ``config.model_name`` and ``config["model_name"]`` both work.
     """
 
+    default_trainer: ClassVar[str | None] = "sft"
+
     def __init__(self, model_name: Any = None, peft_config: Any = None,
                  training_args: Any = None, formatting_func: Callable[..., Any] | None = None,
                  compute_metrics: Callable[..., Any] | None = None,
@@ -252,6 +260,7 @@ class TorchConfig(OpenConfig):
     ...) is the user's, passed to ``create_model_fn``. Unset known keys read as defaults.
     """
 
+    default_trainer: ClassVar[str | None] = "torch"
     DEFAULTS: ClassVar[dict[str, Any]] = {
         "learning_rate": 1e-3, "per_device_train_batch_size": 8,
         "per_device_eval_batch_size": None, "gradient_accumulation_steps": 1,

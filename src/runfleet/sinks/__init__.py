@@ -9,10 +9,12 @@ as strings (default settings) or as configured objects:
 * ``"mlflow"``: :class:`runfleet.sinks.mlflow.MLflowSink` (``runfleet[mlflow]``)
 * ``"tensorboard"``: :class:`runfleet.sinks.tensorboard.TensorBoardSink`
   (``runfleet[tensorboard]``)
-* object only: :class:`runfleet.sinks.runfleet.RunfleetSink` mirrors into another home
+* object only: :class:`runfleet.tracking.mirror.RunfleetSink` mirrors into another home
 
-``"runfleet"`` names the store itself and adds nothing. Writing a new sink means
-subclassing :class:`Sink` and passing an instance.
+``"runfleet"`` names the store itself and adds nothing. Names are looked up in the
+``runfleet.sinks`` entry-point group (:mod:`runfleet.plugins`), so a package that
+registers a :class:`Sink` subclass there adds a tracker name; an instance of any
+:class:`Sink` subclass works without registering.
 
 Example:
     >>> import runfleet
@@ -27,35 +29,36 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+from runfleet import plugins
 from runfleet.sinks.base import RunInfo, Sink, SinkRun
 
-__all__ = ["SINK_CLASSES", "RunInfo", "Sink", "SinkRun", "describe", "rebuild", "resolve_sinks",
-           "sink_class"]
+__all__ = ["RunInfo", "Sink", "SinkRun", "describe", "rebuild", "resolve_sinks", "sink_class",
+           "sink_names"]
 
-#: Sink names accepted as strings, and where their classes live.
-SINK_CLASSES = {
-    "trackio": ("runfleet.sinks.trackio", "TrackioSink", "trackio"),
-    "mlflow": ("runfleet.sinks.mlflow", "MLflowSink", "mlflow"),
-    "tensorboard": ("runfleet.sinks.tensorboard", "TensorBoardSink", "tensorboard"),
-}
 STORE_NAME = "runfleet"
 
 _defaults: dict[str, Sink] = {}
 _lock = threading.Lock()
 
 
+def sink_names() -> list[str]:
+    """The tracker names that can be given as strings: the store itself and every sink
+    registered in the ``runfleet.sinks`` entry-point group."""
+    return [STORE_NAME, *plugins.names(plugins.SINKS)]
+
+
 def sink_class(name: str) -> type[Sink]:
-    """The class registered under ``name`` (``trackio``, ``mlflow``, ``tensorboard``)."""
+    """The sink class registered under ``name`` (``trackio``, ``mlflow``, ``tensorboard``
+    or a third party's); ``ValueError`` for an unknown name, ``ImportError`` naming the
+    extra to install when its package is missing."""
     try:
-        module, cls, extra = SINK_CLASSES[name]
-    except KeyError:
-        known = ", ".join([STORE_NAME, *SINK_CLASSES])
-        raise ValueError(f"unknown tracker {name!r}; known: {known}, or a Sink object") from None
-    try:
-        found: type[Sink] = getattr(importlib.import_module(module), cls)
-    except ImportError as exc:
-        raise ImportError(f"the {name} tracker needs the {extra!r} package "
-                          f"(pip install 'runfleet[{extra}]'): {exc}") from exc
+        found = plugins.load(plugins.SINKS, name, what="tracker")
+    except plugins.PluginNotFoundError:
+        raise ValueError(f"unknown tracker {name!r}; known: {', '.join(sink_names())}, "
+                         f"or a Sink object") from None
+    if not (isinstance(found, type) and issubclass(found, Sink)):
+        raise TypeError(f"tracker {name!r} is registered as {found!r}, which is not a "
+                        f"runfleet.sinks.Sink subclass")
     return found
 
 
@@ -111,7 +114,7 @@ def resolve_sinks(trackers: Iterable[Any] | None) -> list[Sink]:
             with _lock:
                 sink = _defaults.get(name) or _defaults.setdefault(name, sink_class(name)())
         else:
-            raise TypeError(f"a tracker must be a name ({', '.join(SINK_CLASSES)}) or a "
+            raise TypeError(f"a tracker must be a name ({', '.join(sink_names())}) or a "
                             f"runfleet.sinks.Sink, got {type(item).__name__}")
         if not any(s is sink for s in out):
             out.append(sink)

@@ -64,6 +64,11 @@ class OpStatus(StrEnum):
     REJECTED = "rejected"
 
 
+#: Keys of system metrics (CPU, memory, GPU samples) start with this; they have their own
+#: step (the sample index) and are kept apart from a run's metrics when read.
+SYSTEM_PREFIX = "system/"
+
+
 class StoreBusyError(Exception):
     """The database is locked by another writer right now; retry later."""
 

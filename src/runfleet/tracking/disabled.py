@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -13,7 +13,8 @@ from runfleet.tracking.summary import Summary
 class DisabledRun:
     """A no-op stand-in for :class:`Run`; ``config`` and ``summary`` still hold values."""
 
-    def __init__(self, project: str, name: str | None, config: Any) -> None:
+    def __init__(self, project: str, name: str | None, config: Any,
+                 on_finish: Callable[[DisabledRun], None] | None = None) -> None:
         self.id = "disabled"
         self.name = name or "disabled"
         self.project = project
@@ -27,6 +28,7 @@ class DisabledRun:
         self.url = None
         self.path = f"{project}/disabled"
         self.finished = False
+        self._on_finish = on_finish
 
     def log(self, data: Mapping[str, Any], step: int | None = None,
             commit: bool | None = None) -> None:
@@ -43,10 +45,8 @@ class DisabledRun:
                status: str | None = None) -> None:
         """Marks the stand-in finished; nothing is written."""
         self.finished = True
-        from runfleet.tracking import session
-
-        if session._active is self:
-            session._active = None
+        if self._on_finish is not None:
+            self._on_finish(self)
 
     def watch(self, *args: Any, **kwargs: Any) -> None:
         """Does nothing."""

@@ -128,7 +128,8 @@ def init(
         if _active is not None:
             _active.finish()
         if mode == "disabled":
-            _active = DisabledRun(project=project, name=name, config=config)
+            _active = DisabledRun(project=project, name=name, config=config,
+                                  on_finish=_on_finish)
             return _active
         run = start_run(project, name=name, group=group, config=config, tags=tag_list,
                         notes=notes, id=id, resume=resume, dir=dir,
@@ -272,7 +273,7 @@ def _environment() -> dict[str, Any]:
     }
 
 
-def _on_finish(run: Run) -> None:
+def _on_finish(run: Run | DisabledRun) -> None:
     global _active
     with _state_lock:
         if _active is run:

@@ -1,8 +1,11 @@
-"""runfleet sink: mirror runs into another runfleet home (e.g. a shared or backup folder).
+"""A tracking sink that mirrors runs into another runfleet home (a shared or backup folder).
 
 Each run is recreated in the other home with the same id, name, group, config, lineage,
 points (same steps and times are not kept: the mirror's own clock stamps them) and status;
 a resumed run continues the mirrored one. Values are stored exactly as in the source.
+
+It is a sink like the trackio or MLflow ones (:class:`runfleet.sinks.Sink`) that writes
+through runfleet's own tracker, so it lives beside the tracker it uses.
 """
 
 from __future__ import annotations
@@ -12,7 +15,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from runfleet.home import Home
 from runfleet.sinks.base import Row, RunInfo, Sink, SinkRun
+from runfleet.store.base import SYSTEM_PREFIX
+from runfleet.store.sqlite import SQLiteStore
+from runfleet.tracking.session import start_run
 
 
 class RunfleetSink(Sink):
@@ -38,8 +45,6 @@ class RunfleetSink(Sink):
 
     def start_run(self, run: RunInfo) -> None:
         """Create (or, when it exists, continue) the mirrored run."""
-        from runfleet.tracking.session import start_run
-
         if run.home is not None and Path(run.home).resolve() == self.dir:
             raise ValueError(f"RunfleetSink(dir={str(self.dir)!r}) is the run's own home; "
                              f"mirror into another folder")
@@ -81,20 +86,25 @@ class RunfleetSink(Sink):
             self.finish_run(run_id, self._status.get(run_id, "stopped"))
 
     def read_project(self, project: str) -> list[SinkRun]:
-        """Read the mirrored runs back through :class:`runfleet.Api`."""
-        from runfleet.api import Api
-
+        """Read the mirrored runs back from the mirror home's store."""
+        home = Home.resolve(self.dir)
+        if not home.db_path.exists():
+            return []
         out = []
-        with Api(self.dir) as api:
-            if project not in api.projects():
-                return []
-            for r in api.runs(project, include_deleted=True):
+        store = SQLiteStore.open(home.db_path, read_only=True)
+        try:
+            known = {p.name for p in store.projects()}
+            for r in store.runs(project) if project in known else []:
                 points: dict[str, list[tuple[int, Any]]] = {}
-                for key in r.keys(stream="default"):
-                    series = r.series(key)
-                    points[key] = [(int(s), _python(v)) for s, v in
-                                   zip(series.steps.tolist(), series.values)]
+                for info in store.keys(r.rid):
+                    if info.key.startswith(SYSTEM_PREFIX):
+                        continue
+                    series = store.series(r.rid, info.key)
+                    points[info.key] = [(int(s), _python(v)) for s, v in
+                                        zip(series.steps.tolist(), series.values)]
                 out.append(SinkRun(r.id, r.name, r.group, dict(r.config), r.status, points))
+        finally:
+            store.close()
         return out
 
 
