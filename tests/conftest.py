@@ -89,3 +89,31 @@ def preferences() -> Any:
     from runfleet.demo import load_preferences
 
     return load_preferences()
+
+
+EXAMPLE_PLUGIN = ROOT / "tests" / "plugins" / "example_plugin"
+
+
+@pytest.fixture(scope="session")
+def example_plugin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Install the example third-party package (``tests/plugins/example_plugin``: a trainer,
+    an executor, a tracker and a stopping policy registered through entry points) for this
+    test session, as pip installs any package: into a folder on ``sys.path``, which spawned
+    workers and child processes inherit."""
+    import importlib
+    import subprocess
+
+    target = tmp_path_factory.mktemp("site-packages")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--no-index", "--target", str(target),
+                    str(EXAMPLE_PLUGIN)], check=True)
+    sys.path.insert(0, str(target))
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(target), before) if p)
+    importlib.invalidate_caches()
+    yield target
+    sys.path.remove(str(target))
+    if before is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = before

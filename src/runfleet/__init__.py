@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from runfleet.dashboard.server import show
     from runfleet.engine import Experiment, GridSearch, List, RandomSearch, Range
 
-__version__ = "0.1.0"
+from runfleet.version import __version__
 
 __all__ = [
     "Api",

@@ -47,7 +47,7 @@ class CliError(Exception):
 # -- parser ----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``runfleet`` command."""
-    from runfleet import __version__
+    from runfleet.version import __version__
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--dir", metavar="PATH", default=argparse.SUPPRESS,

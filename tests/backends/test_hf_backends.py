@@ -1,9 +1,7 @@
-"""The HF/TRL backends driven directly (no worker, no controller).
-
-The central test is chunk equivalence: a run trained in 4 chunks, swapped off the worker
-after each one while another run trains on the same worker in between (and evaluations
-run at every boundary), computes the same per-step losses and ends with the same weights
-as the same run trained alone in one chunk.
+"""The HF/TRL backends driven directly (no worker, no controller): what is particular to
+them (adapter slots on a shared base, data formats, DPO and GRPO numerics). The contract
+every backend keeps (chunk equivalence, stop and resume, warm starts, state round trips,
+close after a failure) is in ``test_conformance.py``.
 """
 
 from __future__ import annotations
@@ -23,68 +21,21 @@ from runfleet.backends.hf.slots import shared_base
 from runfleet.demo import build_demo_model, build_tiny_llama, load_model, pretrain, train_tokenizer
 from runfleet.engine.backend import NonFiniteLossError, WorkerResources
 from runfleet.engine.backend import backend_class as backend_for
-from runfleet.engine.chunking import StepPlan
 from runfleet.engine.spec import RunSpec
-from runfleet.fit import DPOConfig, GRPOConfig, LoraConfig, ModelConfig, SFTConfig
+from runfleet.fit import LoraConfig, ModelConfig, SFTConfig
 from runfleet.fit.metrics import bleu, rouge_l, rouge_l_and_bleu
 from tests.backends.conftest import state_tensors
-
-NUM_TRAIN = 32
-
+from tests.backends.hf_configs import (
+    NUM_TRAIN,
+    dpo_config,
+    grpo_config,
+    lora,
+    make_spec,
+    resources_for,
+    sft_config,
+)
 
 # -- helpers ----------------------------------------------------------------------------------
-def lora(rank: int = 4) -> LoraConfig:
-    return LoraConfig(r=rank, lora_alpha=8, lora_dropout=0.1, target_modules="all-linear")
-
-
-def sft_config(path: str, peft: LoraConfig | None, lr: float = 5e-3, **extra: Any
-               ) -> ModelConfig:
-    args = SFTConfig(learning_rate=lr, per_device_train_batch_size=2,
-                     gradient_accumulation_steps=2, max_length=48, warmup_steps=2,
-                     lr_scheduler_type="cosine", weight_decay=0.01, per_device_eval_batch_size=8)
-    return ModelConfig(model_name=path, peft_config=peft, training_args=args,
-                       generation_kwargs={"max_new_tokens": 4}, **extra)
-
-
-def dpo_config(path: str, peft: LoraConfig | None, lr: float = 5e-3) -> ModelConfig:
-    args = DPOConfig(learning_rate=lr, per_device_train_batch_size=2,
-                     gradient_accumulation_steps=2, max_length=48, beta=0.2,
-                     per_device_eval_batch_size=8)
-    return ModelConfig(model_name=path, peft_config=peft, training_args=args,
-                       generation_kwargs={"max_new_tokens": 4})
-
-
-def reward_short(prompts: list[str], completions: list[str], **_: Any) -> list[float]:
-    return [-abs(len(c) - 4) / 4 for c in completions]
-
-
-def reward_exact(prompts: list[str], completions: list[str], completion: list[str],
-                 **_: Any) -> list[float]:
-    return [float(c.strip() == ref.strip()) for c, ref in zip(completions, completion)]
-
-
-def grpo_config(path: str, peft: LoraConfig | None, lr: float = 5e-3, beta: float = 0.1
-                ) -> ModelConfig:
-    args = GRPOConfig(learning_rate=lr, per_device_train_batch_size=2, num_generations=2,
-                      max_completion_length=6, temperature=1.0, beta=beta)
-    return ModelConfig(model_name=path, peft_config=peft, training_args=args,
-                       reward_funcs=[reward_short, reward_exact])
-
-
-def make_spec(trainer: str, config: Any, *, run_id: str = "run", steps: int = 8,
-              chunks: int = 1, seed: int = 0, batch_size: int = 4) -> RunSpec:
-    plan = StepPlan.build(num_examples=NUM_TRAIN, batch_size=batch_size, epochs=1,
-                          max_steps=steps, num_chunks=chunks, seed=11)
-    return RunSpec(run_id=run_id, trainer=trainer, config=config, plan=plan, seed=seed)
-
-
-def resources_for(trainer: str, instructions: Any, preferences: Any, **kw: Any
-                  ) -> WorkerResources:
-    data = preferences if trainer == "dpo" else instructions
-    return WorkerResources(device="cpu", train_dataset=data.select(range(NUM_TRAIN)),
-                           eval_dataset=data.select(range(300, 308)),
-                           create_model_fn=kw.get("create_model_fn", load_model))
-
 
 def train_chunk(spec: RunSpec, res: WorkerResources, state: dict[str, Any] | None,
                 start: int, end: int, evaluate: bool = False
@@ -124,41 +75,6 @@ def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-
-
-# -- chunk equivalence ----------------------------------------------------------------------
-CASES = {
-    "sft-lora": ("sft", sft_config, True, 4),
-    "sft-full": ("sft", sft_config, False, 4),
-    "dpo-lora": ("dpo", dpo_config, True, 4),
-    "dpo-full": ("dpo", dpo_config, False, 4),
-    "grpo-lora": ("grpo", grpo_config, True, 2),
-    "grpo-full": ("grpo", grpo_config, False, 2),
-}
-
-
-@pytest.mark.parametrize("case", list(CASES))
-def test_chunked_interleaved_training_equals_training_in_one_go(
-        case: str, tiny_model: str, instructions: Any, preferences: Any) -> None:
-    trainer, make_config, uses_lora, batch = CASES[case]
-    config = make_config(tiny_model, lora() if uses_lora else None)
-    # the run in between is of the other kind (full vs LoRA), so swaps must restore the base
-    other_config = make_config(tiny_model, None if uses_lora else lora(8), lr=1e-2)
-
-    alone = make_spec(trainer, config, chunks=1, batch_size=batch)
-    losses_alone, state_alone = train_alone(
-        alone, resources_for(trainer, instructions, preferences))
-
-    chunked = make_spec(trainer, config, chunks=4, batch_size=batch)
-    other = make_spec(trainer, other_config, run_id="other", chunks=4, seed=5, batch_size=batch)
-    losses_chunked, state_chunked = train_interleaved(
-        chunked, other, resources_for(trainer, instructions, preferences))
-
-    assert len(losses_alone) == len(losses_chunked) == 8
-    assert all(math.isfinite(v) for v in losses_alone)
-    assert max(abs(a - b) for a, b in zip(losses_alone, losses_chunked)) <= 1e-6
-    assert state_alone["kind"] == ("lora" if uses_lora else "full")
-    assert_same_weights(state_alone["weights"], state_chunked["weights"])
 
 
 @pytest.mark.parametrize("uses_lora", [True, False], ids=["lora", "full"])

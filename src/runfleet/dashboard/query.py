@@ -24,7 +24,6 @@ from typing import IO, Any
 import numpy as np
 import numpy.typing as npt
 
-from runfleet import __version__
 from runfleet.api import X_AXES, Api, ApiRun
 from runfleet.dashboard import jsonio
 from runfleet.dashboard.cursor import encode_cursor
@@ -33,6 +32,7 @@ from runfleet.downsample import GridBuckets
 from runfleet.errors import RunNotFoundError
 from runfleet.store.base import OpRecord, Series
 from runfleet.store.codec import SUMMARY_BLOCK
+from runfleet.version import __version__
 
 SYSTEM_PREFIX = "system/"
 # Use block summaries when a bucket holds at least this many blocks' worth of points: the

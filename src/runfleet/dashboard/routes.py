@@ -18,7 +18,6 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from runfleet import __version__
 from runfleet.dashboard import jsonio, live
 from runfleet.dashboard.control import BODY_SCHEMA, Control
 from runfleet.dashboard.cursor import decode_token
@@ -26,6 +25,7 @@ from runfleet.dashboard.query import Query
 from runfleet.dashboard.spec import ApiError, Endpoint, Param, openapi, parse_params
 from runfleet.filters import FilterError, parse_filters
 from runfleet.store.base import RunStatus, StoreBusyError
+from runfleet.version import __version__
 
 T = TypeVar("T")
 

@@ -1,0 +1,1 @@
+"""Example runfleet plug-ins, registered through entry points (see pyproject.toml)."""
