@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml Makefile | $(PY)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/lint-imports
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
