@@ -23,7 +23,7 @@ import psutil
 from runfleet import downsample as ds
 from runfleet.errors import RunNotFoundError
 from runfleet.home import Home
-from runfleet.store.base import RunRecord, RunStatus, Series, Store
+from runfleet.store.base import SYSTEM_PREFIX, RunRecord, RunStatus, Series, Store
 from runfleet.store.sqlite import SQLiteStore
 from runfleet.tracking.media import MEDIA_TYPES
 from runfleet.tracking.writer import HEARTBEAT_S
@@ -31,7 +31,6 @@ from runfleet.tracking.writer import HEARTBEAT_S
 if TYPE_CHECKING:
     import pandas as pd
 
-SYSTEM_PREFIX = "system/"
 X_AXES = ("step", "time", "relative")
 CRASH_AFTER_S = 6 * HEARTBEAT_S
 

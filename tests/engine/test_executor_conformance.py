@@ -132,7 +132,7 @@ def driver(case: Case, tmp_path: Path) -> Iterator[Driver]:
 
 def test_every_worker_reports_ready_and_trains_the_tasks_it_gets(driver: Driver) -> None:
     assert driver.executor.size == 2
-    driver.wait_for("two ready workers", lambda: driver.ready(0) and driver.ready(1))
+    driver.wait_for("two ready workers", lambda: driver.ready(0) > 0 < driver.ready(1))
     first, second = driver.task(spec("a", 6), 0, 6), driver.task(spec("b", 4), 0, 4)
     driver.executor.submit(0, first)
     driver.executor.submit(1, second)
@@ -165,14 +165,18 @@ def test_a_stop_ends_the_task_after_its_current_step(driver: Driver) -> None:
 
 
 def test_a_killed_worker_is_reported_once_and_replaced(case: Case, driver: Driver) -> None:
-    driver.wait_for("two ready workers", lambda: driver.ready(0) and driver.ready(1))
+    driver.wait_for("two ready workers", lambda: driver.ready(0) > 0 < driver.ready(1))
     doomed = driver.task(spec("doomed", 10_000, delay=0.005), 0, 10_000)
     driver.executor.submit(1, doomed)
     driver.wait_for("a first step", lambda: bool(driver.steps(doomed)))
     case.kill(driver.executor, 1)
     dead: list[int] = []
-    driver.wait_for("the death report", lambda: bool(dead.extend(
-        driver.executor.dead_workers()) or dead))
+
+    def reported() -> bool:
+        dead.extend(driver.executor.dead_workers())
+        return bool(dead)
+
+    driver.wait_for("the death report", reported)
     assert dead == [1]
     driver.events += driver.executor.poll(0.2)
     assert driver.executor.dead_workers() == []  # reported exactly once

@@ -37,10 +37,11 @@ import numpy as np
 from runfleet.api import Api
 from runfleet.dashboard import jsonio
 from runfleet.dashboard.cursor import encode_cursor, op_position
-from runfleet.dashboard.query import SYSTEM_PREFIX, op_json, run_json
+from runfleet.dashboard.query import op_json, run_json
 from runfleet.dashboard.spec import ApiError
 from runfleet.downsample import min_max_buckets
 from runfleet.engine.lease import controller_state
+from runfleet.store.base import SYSTEM_PREFIX
 
 POLL_S = 0.25
 HEARTBEAT_S = 15.0

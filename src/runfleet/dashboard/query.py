@@ -30,11 +30,10 @@ from runfleet.dashboard.cursor import encode_cursor
 from runfleet.dashboard.spec import ApiError
 from runfleet.downsample import GridBuckets
 from runfleet.errors import RunNotFoundError
-from runfleet.store.base import OpRecord, Series
+from runfleet.store.base import SYSTEM_PREFIX, OpRecord, Series
 from runfleet.store.codec import SUMMARY_BLOCK
 from runfleet.version import __version__
 
-SYSTEM_PREFIX = "system/"
 # Use block summaries when a bucket holds at least this many blocks' worth of points: the
 # bucket a block falls in is then decided by its first point, at most 1/2 bucket off.
 COARSE_BLOCKS_PER_BUCKET = 2

@@ -25,7 +25,7 @@ from runfleet.engine.controller import EngineRun
 from runfleet.engine.policy import SchedulingPolicy, StoppingPolicy
 from runfleet.engine.spec import RunSpec, WorkerSetup
 from runfleet.sinks import Sink
-from runfleet.store.base import RunStatus, Store
+from runfleet.store.base import SYSTEM_PREFIX, RunStatus, Store
 from runfleet.tracking.session import start_run
 
 STATE_FILE = "engine.pkl"
@@ -118,7 +118,7 @@ def metrics_at_chunk_ends(store: Store, rid: int, run: EngineRun
     policies after a recovery): the last value of every numeric key up to the chunk's end."""
     out: dict[int, dict[str, float]] = {}
     series = [store.series(rid, info.key) for info in store.keys(rid)
-              if not info.key.startswith("system/")]
+              if not info.key.startswith(SYSTEM_PREFIX)]
     for chunk, (_, end) in enumerate(run.plan_chunks, start=1):
         if end > run.next_step:
             break

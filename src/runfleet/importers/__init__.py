@@ -28,9 +28,16 @@ import numpy as np
 
 from runfleet.errors import RunfleetError
 from runfleet.store import codec
-from runfleet.store.base import AlertRow, RunStatus, SeriesChunk, Store, StoreBusyError, WriteBatch
+from runfleet.store.base import (
+    SYSTEM_PREFIX,
+    AlertRow,
+    RunStatus,
+    SeriesChunk,
+    Store,
+    StoreBusyError,
+    WriteBatch,
+)
 
-SYSTEM_PREFIX = "system/"
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _BUSY_RETRY_S = 60.0
 

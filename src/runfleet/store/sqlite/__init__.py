@@ -15,13 +15,12 @@ Modules, one job each:
 """
 
 from runfleet.store.sqlite.connection import BUSY_TIMEOUT_S, check_database_file
-from runfleet.store.sqlite.series import SEGMENT_POINTS, SYSTEM_PREFIX, decode_segments
+from runfleet.store.sqlite.series import SEGMENT_POINTS, decode_segments
 from runfleet.store.sqlite.store import SQLiteStore
 
 __all__ = [
     "BUSY_TIMEOUT_S",
     "SEGMENT_POINTS",
-    "SYSTEM_PREFIX",
     "SQLiteStore",
     "check_database_file",
     "decode_segments",

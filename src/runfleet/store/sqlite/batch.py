@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from runfleet.store.base import WriteBatch
+from runfleet.store.base import SYSTEM_PREFIX, WriteBatch
 from runfleet.store.sqlite import events, runs, series, summaries
 from runfleet.store.sqlite.connection import Db
 
@@ -36,7 +36,7 @@ def write_batch(db: Db, state: series.SeriesState, batch: WriteBatch) -> None:
             for seg in series.write_chunk(conn, state, chunk, pending):
                 summaries.write_summary(conn, seg.id, chunk.kind, seg.steps, seg.times,
                                         seg.values)
-            if chunk.key.startswith(series.SYSTEM_PREFIX):
+            if chunk.key.startswith(SYSTEM_PREFIX):
                 continue  # system samples count their own steps: not the run's step
             top = int(np.max(chunk.steps))
             last_steps[chunk.run] = max(last_steps.get(chunk.run, -1), top)

@@ -16,7 +16,6 @@ from runfleet.store.base import KeyInfo, Series, SeriesChunk
 from runfleet.store.sqlite.connection import Db, Row
 
 # Keys under this prefix (system metrics) are indexed by sample, not by training step.
-SYSTEM_PREFIX = "system/"
 # Points per segment: large enough that per-row overhead vanishes, small enough that a
 # zoomed chart decodes little more than it shows and the open tail is cheap to rewrite.
 SEGMENT_POINTS = 4096
