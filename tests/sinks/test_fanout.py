@@ -21,7 +21,7 @@ from runfleet.engine.policy import RunProgress, StopDecision, StoppingPolicy
 from runfleet.fit import TorchConfig
 from runfleet.sinks import Sink, resolve_sinks
 from runfleet.sinks.base import Row, RunInfo
-from runfleet.sinks.fanout import RunfleetSinkWarning, SinkChannel
+from runfleet.sinks.fanout import RunfleetSinkWarning, SinkChannel, flush_all
 from runfleet.sinks.mlflow import MLflowSink
 from runfleet.sinks.trackio import TrackioSink
 from tests.engine.models import make_model, regression_data
@@ -267,7 +267,7 @@ def test_a_finished_run_deleted_later_ends_again_in_its_sinks(home: Path) -> Non
     run.finish()
     assert isinstance(run, runfleet.Run)
     run.set_status("deleted")  # what the controller does when a finished run is deleted
-    run._sinks.flush(30)  # type: ignore[union-attr]
+    assert flush_all(30)
     calls = [(c[0], c[1].resumed if c[0] == "start" else c[-1]) for c in sink.calls
              if c[0] in ("start", "finish")]
     assert calls == [("start", False), ("finish", "completed"), ("start", True),
