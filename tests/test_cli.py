@@ -239,3 +239,33 @@ def test_wide_export_key_clash_is_a_usage_error(tmp_path, capsys):
     assert "clash" in capsys.readouterr().err
     assert main(["export", "--dir", str(tmp_path), "-p", "c"]) == 0
     assert ",_step,0," in capsys.readouterr().out
+
+
+def test_export_of_a_database_damaged_in_the_middle_fails_with_one_message(tmp_path):
+    import random
+
+    from runfleet.tracking import homes
+
+    rng = random.Random(0)
+    for r in range(4):
+        runfleet.init(project="p", id=f"r{r}", dir=tmp_path, system_metrics=False)
+        for _ in range(3000):
+            runfleet.log({"a": rng.random(), "b": rng.random(), "t": "x" * 10})
+        runfleet.finish()
+    homes.close_all()  # no connection of this process is open: the file may be edited
+    db = tmp_path / "runfleet.db"
+    assert not (tmp_path / "runfleet.db-wal").exists()
+    pages = db.stat().st_size // 4096
+    assert pages > 40
+    with open(db, "r+b") as fh:  # overwrite a few pages in the middle; the header is intact
+        fh.seek((pages // 2 - 3) * 4096)
+        fh.write(bytes(6 * 4096))
+    out = tmp_path / "out.csv"
+    for args in (["-o", str(out)], ["-F", "jsonl"], ["-o", str(tmp_path / "out.parquet")]):
+        proc = cli("export", "-p", "p", "--dir", str(tmp_path), *args)
+        assert proc.returncode == 1, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("runfleet: error: "), proc.stderr
+        assert str(db) in lines[0] and "damaged" in lines[0] and ".recover" in lines[0]
+    assert not out.exists()  # a half-written export is not left behind

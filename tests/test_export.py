@@ -251,3 +251,58 @@ def _csv(api: runfleet.Api, project: str, **kwargs: object) -> io.StringIO:
 def test_parquet_needs_a_path(home):
     with runfleet.Api(dir=home) as api, pytest.raises(ValueError, match="file path"):
         export_project(api, "exp", fmt="parquet", path="-")
+
+
+# -- text UTF-8 cannot encode, stored below the tracking API (an older version, an import) ---
+LONE = "a\ud800b"
+
+
+@pytest.fixture
+def surrogate_home(tmp_path):
+    """Project "p" whose run holds a lone surrogate in a logged text value, a tag and its
+    config, written through the store as an importer writes (log() refuses such text)."""
+    from runfleet.store import codec
+    from runfleet.store.base import SeriesChunk, WriteBatch
+    from runfleet.store.sqlite import SQLiteStore
+
+    store = SQLiteStore.open(tmp_path / "runfleet.db")
+    run = store.create_run("p", "r1", "imported", tags=["\ud800"], config={"c": LONE})
+    times = np.array([1.7e9, 1.7e9 + 1])
+    store.write(WriteBatch(series=[
+        SeriesChunk(run.rid, "s", codec.JSON, np.array([0, 1]), times, [LONE, "ok"]),
+        SeriesChunk(run.rid, "v", codec.FLOAT, np.array([0, 1]), times, np.array([1.0, 2.0])),
+    ]))
+    store.close()
+    return tmp_path
+
+
+@pytest.mark.parametrize("wide", [False, True])
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_export_escapes_stored_lone_surrogates(surrogate_home, tmp_path, fmt, wide):
+    out = tmp_path / f"out.{fmt}"
+    with runfleet.Api(dir=surrogate_home) as api:
+        assert export_project(api, "p", fmt=fmt, path=out, wide=wide) == (2 if wide else 4)
+    if fmt == "parquet":
+        texts = [str(v) for v in pq.read_table(out).to_pydict()[
+            "s" if wide else "value_text"] if v is not None]
+        assert "a\\ud800b" in texts
+    else:
+        text = out.read_text(encoding="utf-8")  # valid UTF-8 throughout
+        assert "a\\ud800b" in text
+    if not wide:
+        values = read_long(out)["value"].tolist()
+        assert values[:2] == (["a\\ud800b", "ok"] if fmt != "jsonl" else [LONE, "ok"])
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_cli_export_to_stdout_with_stored_lone_surrogates(surrogate_home, fmt):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "runfleet.cli", "export", "-p", "p",
+                           "--dir", str(surrogate_home), "-F", fmt], capture_output=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    assert b"Traceback" not in proc.stderr
+    out = proc.stdout.decode("utf-8")  # strict: the output is valid UTF-8
+    assert "a\\ud800b" in out

@@ -1,9 +1,10 @@
 """The ``runfleet`` command: list runs, export histories, import from trackio, TensorBoard
 and CSV.
 
-Exit codes: 0 success, 1 failure (unreadable database or file, I/O error), 2 usage error
-(bad option, unknown project or run, missing file). User errors print one ``runfleet:
-error: ...`` line on stderr, never a traceback.
+Exit codes: 0 success, 1 failure (unreadable or damaged database or file, I/O error), 2
+usage error (bad option, unknown project or run, missing file). User errors print one
+``runfleet: error: ...`` line on stderr, never a traceback; so does a database found
+damaged while reading it (naming the file and how to recover it).
 
 Example:
     >>> from runfleet.cli import main
@@ -15,8 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 import time
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -343,6 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         usage = isinstance(exc, (ImportArgumentError, SourceNotFoundError))
         return _fail(str(exc), EXIT_USAGE if usage else EXIT_FAILURE)
+    except (sqlite3.DatabaseError, zlib.error) as exc:  # a damaged file, found while reading
+        return _fail(database_error_message(Home.resolve(getattr(args, "dir", None)).db_path,
+                                            exc), EXIT_FAILURE)
     except BrokenPipeError:  # e.g. `runfleet export ... | head`
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
@@ -352,6 +358,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                      EXIT_FAILURE)
     except KeyboardInterrupt:
         return 130
+
+
+_DAMAGED = ("malformed", "not a database", "corrupt", "disk image")
+
+
+def database_error_message(db_path: Path, exc: BaseException) -> str:
+    """One line for an error SQLite (or decoding a stored segment) raised while reading the
+    database at ``db_path``: what happened, to which file, and what to do about it."""
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, zlib.error) or any(w in text.lower() for w in _DAMAGED):
+        return (f"the runfleet database {db_path} is damaged ({text}). Restore it from a "
+                f"backup, or salvage what is still readable with: sqlite3 {db_path} "
+                f"'.recover' | sqlite3 recovered.db  (then use recovered.db as the "
+                f"runfleet.db of another home, with --dir). Keep a copy of the damaged "
+                f"file and let no runfleet process write to it meanwhile")
+    return (f"cannot read the runfleet database {db_path}: {text} (if another process holds "
+            f"it locked, try again when it is done)")
 
 
 def _fail(message: str, code: int) -> int:
@@ -496,6 +519,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
                                   stream=args.stream)
         except ExportError as exc:  # e.g. a metric key clashing with a wide-layout column
             raise CliError(str(exc)) from exc
+        except (sqlite3.DatabaseError, zlib.error) as exc:  # damaged pages met mid-export
+            message = database_error_message(home.db_path, exc)
+            if args.output != "-" and Path(args.output).is_file():
+                Path(args.output).unlink()  # never leave a truncated export behind
+                message += f"; {args.output} was not written"
+            raise CliError(message, EXIT_FAILURE) from None
     if args.output != "-":
         print(f"wrote {rows} row(s) to {args.output}", file=sys.stderr)
     return EXIT_OK

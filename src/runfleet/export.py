@@ -27,6 +27,10 @@ How values are written:
   dtype_backend="numpy_nullable")``, since plain pandas turns a nullable int64 column into
   float64). Parquet (wide): one typed, nullable column per key; null marks a missing
   cell, so it never collides with a logged NaN.
+* Text holding a lone surrogate (``"\\ud800"``, which UTF-8 cannot encode; ``log()``
+  refuses it, but an older version or an import may have stored it) never stops an export:
+  CSV and Parquet write each such code point as the escape ``\\ud800`` (backslash, six
+  characters), JSON Lines as the JSON escape ``"\\ud800"``.
 
 Example:
     >>> import runfleet
@@ -52,6 +56,7 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from runfleet.errors import RunfleetError, RunNotFoundError
+from runfleet.tracking.text import escape_surrogates
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -117,7 +122,7 @@ def format_cell(value: Any, vtype: str) -> str:
     if vtype == "bool":
         return "true" if value else "false"
     if vtype == "str":
-        return str(value)
+        return escape_surrogates(str(value))
     if vtype == "null":
         return ""
     return json.dumps(value, separators=(",", ":"), allow_nan=True)
@@ -195,6 +200,12 @@ def infer_format(path: Target, fmt: str | None) -> str:
     return "csv"
 
 
+def _run_texts(run: ApiRun) -> tuple[str, str, str]:
+    """A run's project, id and name, each safe to encode as UTF-8."""
+    return (escape_surrogates(run.project), escape_surrogates(run.id),
+            escape_surrogates(run.name))
+
+
 # -- long layout -----------------------------------------------------------------------------
 @dataclass
 class _LongPart:
@@ -223,9 +234,10 @@ def _write_long_csv(parts: Iterator[_LongPart], fh: IO[str]) -> int:
     rows = 0
     for p in parts:
         cells = [format_cell(v, t) for v, t in zip(p.values, p.types)]
-        writer.writerows(zip([p.run.project] * len(cells), [p.run.id] * len(cells),
-                             [p.run.name] * len(cells), [p.key] * len(cells), p.steps,
-                             map(repr, p.times), cells, p.types))
+        project, run_id, run_name = _run_texts(p.run)
+        writer.writerows(zip([project] * len(cells), [run_id] * len(cells),
+                             [run_name] * len(cells), [escape_surrogates(p.key)] * len(cells),
+                             p.steps, map(repr, p.times), cells, p.types))
         rows += len(cells)
     return rows
 
@@ -279,11 +291,12 @@ def _long_table(p: _LongPart) -> Any:
             else:
                 value_text[i] = str(v)
         elif t == "str":
-            value_text[i] = v
+            value_text[i] = escape_surrogates(v)
         elif t == "json":
             value_text[i] = format_cell(v, "json")
-    columns = [[p.run.project] * n, [p.run.id] * n, [p.run.name] * n, [p.key] * n, p.steps,
-               p.times, value, p.types, value_int, value_text]
+    project, run_id, run_name = _run_texts(p.run)
+    columns = [[project] * n, [run_id] * n, [run_name] * n, [escape_surrogates(p.key)] * n,
+               p.steps, p.times, value, p.types, value_int, value_text]
     return pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in
                                  zip(columns, _long_schema())], schema=_long_schema())
 
@@ -366,11 +379,12 @@ def _wide_blocks(selected: list[ApiRun], keys: Sequence[str] | None,
 
 def _write_wide_csv(names: list[str], blocks: Iterator[_WideBlock], fh: IO[str]) -> int:
     writer = csv.writer(fh, lineterminator="\n")
-    writer.writerow([*WIDE_COLUMNS, *names])
+    writer.writerow([*WIDE_COLUMNS, *map(escape_surrogates, names)])
     rows = 0
     for b in blocks:
         n = len(b.steps)
-        cols: list[Any] = [[b.run.project] * n, [b.run.id] * n, [b.run.name] * n, b.steps,
+        project, run_id, run_name = _run_texts(b.run)
+        cols: list[Any] = [[project] * n, [run_id] * n, [run_name] * n, b.steps,
                            map(repr, b.times)]
         for key in names:
             cells = b.columns.get(key)
@@ -424,7 +438,7 @@ def _arrow_cells(cells: list[Any], arrow_type: Any) -> list[Any]:
         if arrow_type == pa.int64():
             return v if _INT64_MIN <= v <= _INT64_MAX else None
         if arrow_type == pa.string():
-            return v if isinstance(v, str) else format_cell(v, value_type(v))
+            return escape_surrogates(v) if isinstance(v, str) else format_cell(v, value_type(v))
         return v
 
     return [convert(v) for v in cells]
@@ -443,7 +457,7 @@ def _write_wide_parquet(names: list[str], blocks: Iterator[_WideBlock],
     fields = [pa.field("_project", pa.string()), pa.field("_run_id", pa.string()),
               pa.field("_run_name", pa.string()), pa.field("_step", pa.int64()),
               pa.field("_timestamp", pa.float64())]
-    fields += [pa.field(k, _arrow_type(types[k])) for k in names]
+    fields += [pa.field(escape_surrogates(k), _arrow_type(types[k])) for k in names]
     schema = pa.schema(fields)
     rows = 0
     with pq.ParquetWriter(str(path), schema) as writer:
@@ -451,12 +465,13 @@ def _write_wide_parquet(names: list[str], blocks: Iterator[_WideBlock],
             n = len(b.steps)
             if not n:
                 continue
-            arrays = [pa.array([b.run.project] * n, pa.string()),
-                      pa.array([b.run.id] * n, pa.string()),
-                      pa.array([b.run.name] * n, pa.string()),
+            project, run_id, run_name = _run_texts(b.run)
+            arrays = [pa.array([project] * n, pa.string()),
+                      pa.array([run_id] * n, pa.string()),
+                      pa.array([run_name] * n, pa.string()),
                       pa.array(b.steps, pa.int64()), pa.array(b.times, pa.float64())]
-            for f in fields[len(WIDE_COLUMNS):]:
-                cells = b.columns.get(f.name, [_MISSING] * n)
+            for name, f in zip(names, fields[len(WIDE_COLUMNS):]):
+                cells = b.columns.get(name, [_MISSING] * n)
                 arrays.append(pa.array(_arrow_cells(cells, f.type), f.type))
             writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
             rows += n
@@ -469,7 +484,8 @@ def _text_output(path: Target) -> Iterator[IO[str]]:
     if path is None or (isinstance(path, str) and path == "-"):
         yield sys.stdout
     elif isinstance(path, (str, os.PathLike)):
-        with open(path, "w", encoding="utf-8", newline="") as fh:
+        # Cells are escaped already; ``errors`` keeps anything missed from failing the export.
+        with open(path, "w", encoding="utf-8", errors="backslashreplace", newline="") as fh:
             yield fh
     else:
         yield path

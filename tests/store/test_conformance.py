@@ -51,6 +51,20 @@ def test_create_and_find_runs(store: Store) -> None:
         store.get_run(10_000)
 
 
+def test_create_or_get_run_creates_once_then_returns_the_run(store: Store) -> None:
+    run, created = store.create_or_get_run("p", "abc", "first", group="g", config={"lr": 1},
+                                           tags=["t"], metadata={"pid": 1})
+    assert created and run == store.find_run("p", id="abc")
+    assert (run.name, run.group, run.config, run.tags) == ("first", "g", {"lr": 1}, ["t"])
+    again, created = store.create_or_get_run("p", "abc", "second", config={"lr": 2})
+    assert not created and again == run  # returned unchanged
+    other, created = store.create_or_get_run("q", "abc", "other")  # ids are per project
+    assert created and other.rid != run.rid
+    assert [p.run_count for p in store.projects()] == [1, 1]
+    with pytest.raises(ValueError, match="already exists"):
+        store.create_run("p", "abc", "third")
+
+
 def test_projects_and_unknown_project(store: Store) -> None:
     store.create_run("p1", "a", "a")
     store.create_run("p1", "b", "b")

@@ -288,6 +288,27 @@ class Store(abc.ABC):
         """Create a run (and its project when new); raise ``ValueError`` if the id exists."""
 
     @abc.abstractmethod
+    def create_or_get_run(
+        self,
+        project: str,
+        id: str,
+        name: str,
+        *,
+        group: str | None = None,
+        config: dict[str, Any] | None = None,
+        tags: list[str] | None = None,
+        notes: str | None = None,
+        parent: str | None = None,
+        parent_step: int | None = None,
+        metadata: dict[str, Any] | None = None,
+        status: str = RunStatus.RUNNING,
+    ) -> tuple[RunRecord, bool]:
+        """The run ``id`` of ``project``, created as :meth:`create_run` would if it does not
+        exist yet; returns ``(run, created)``. Atomic: of any number of callers (in any
+        processes) asking for the same new id at once, exactly one creates it and the
+        others get that run with ``created`` False; an existing run is returned unchanged."""
+
+    @abc.abstractmethod
     def find_run(self, project: str, *, id: str | None = None, name: str | None = None
                  ) -> RunRecord | None:
         """The run with this id (or else the newest with this name) in ``project``, or None."""

@@ -2,7 +2,9 @@
 
 Values are made JSON-ready when set (numpy and torch scalars become numbers, dataclasses,
 argparse namespaces and mappings become dicts, paths and other objects become text) so what
-is stored is what you read back. Every change is persisted by the writer.
+is stored is what you read back. Every change is persisted by the writer. Text holding a
+lone surrogate, and values nested more than 100 levels deep, raise ``TypeError`` naming
+the key.
 """
 
 from __future__ import annotations
@@ -10,46 +12,83 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from pathlib import PurePath
 from typing import Any
 
+from runfleet.tracking.text import MAX_DEPTH, check_text, too_deep_error
 
-def to_config_value(value: Any) -> Any:
-    """Convert ``value`` to something JSON can hold, keeping numbers exact."""
-    if value is None or isinstance(value, (bool, str)):
+
+def to_config_value(value: Any, key: str = "", *, what: str = "config") -> Any:
+    """Convert ``value`` to something JSON can hold, keeping numbers exact.
+
+    ``key`` names the value in errors (``what`` says whose key: ``config`` or
+    ``summary``). Raises ``TypeError`` naming the key for text (keys included) that holds
+    a lone surrogate, and for mappings or lists nested more than :data:`MAX_DEPTH` levels.
+    """
+    return _convert(value, key, 0, what)
+
+
+def _label(what: str, key: str) -> str:
+    return f"{what} key {key!r}" if key else f"{what} value"
+
+
+def _child(key: str, sub: str) -> str:
+    return f"{key}.{sub}" if key else sub
+
+
+def _convert(value: Any, key: str, depth: int, what: str) -> Any:
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, str):
+        return check_text(_label(what, key), value)
     if isinstance(value, int):
         return int(value)
     if isinstance(value, float):
         return float(value)
     if isinstance(value, Mapping):
-        return {str(k): to_config_value(v) for k, v in value.items()}
+        _check_depth(depth, key, what)
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            name = check_text(_label(what, _child(key, str(k))), str(k))
+            out[name] = _convert(v, _child(key, name), depth + 1, what)
+        return out
     if isinstance(value, argparse.Namespace):
-        return to_config_value(vars(value))
+        return _convert(vars(value), key, depth, what)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return to_config_value(dataclasses.asdict(value))
+        return _convert(dataclasses.asdict(value), key, depth, what)
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [to_config_value(v) for v in value]
+        _check_depth(depth, key, what)
+        return [_convert(v, f"{key}[{i}]", depth + 1, what) for i, v in enumerate(value)]
     if isinstance(value, PurePath):
-        return str(value)
+        return check_text(_label(what, key), str(value))
     item = getattr(value, "item", None)
     if callable(item) and getattr(value, "size", getattr(value, "numel", lambda: 1)) in (1, None):
         try:
-            return to_config_value(item())
+            scalar = item()
         except (ValueError, RuntimeError, TypeError):
             pass
+        else:
+            return _convert(scalar, key, depth, what)
     tolist = getattr(value, "tolist", None)
     if callable(tolist):
-        return to_config_value(tolist())
+        return _convert(tolist(), key, depth, what)
     to_dict = getattr(value, "to_dict", None)
     if callable(to_dict):
         try:
-            return to_config_value(to_dict())
+            converted = to_dict()
         except Exception:  # a foreign to_dict() may fail; fall back to text below
             pass
-    return str(value)
+        else:
+            return _convert(converted, key, depth, what)
+    return check_text(_label(what, key), str(value))
+
+
+def _check_depth(depth: int, key: str, what: str) -> None:
+    if depth >= MAX_DEPTH:
+        raise too_deep_error(_label(what, re.split(r"[.\[]", key, maxsplit=1)[0]), key)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -123,7 +162,8 @@ class Config(MutableMapping[str, Any]):
             if not isinstance(value, dict):
                 raise TypeError(f"config.update() needs a mapping, got {type(arg).__name__}")
             merged.update(value)
-        merged.update({k: to_config_value(v) for k, v in kwargs.items()})
+        merged.update({check_text(f"config key {k!r}", k): to_config_value(v, k)
+                       for k, v in kwargs.items()})
         if not merged:
             return
         with self._lock:

@@ -19,7 +19,7 @@ from runfleet.store.sqlite import SQLiteStore
 from runfleet.tracking import spill
 from runfleet.tracking.writer import RunfleetWriteWarning, Writer, writer_pid_guard
 
-_OPEN_RETRY_S = 60.0
+OPEN_RETRY_S = 60.0  # how long opening a home (or creating a run) waits for the lock
 # Optional cap on the database size in 4 KiB pages; writes past it spill to files.
 MAX_PAGES_ENV = "RUNFLEET_MAX_DB_PAGES"
 
@@ -43,7 +43,7 @@ def open_store(home: Home) -> SQLiteStore:
     home.ensure()
     quota = os.environ.get(MAX_PAGES_ENV)
     max_pages = int(quota) if quota else None
-    deadline = time.monotonic() + _OPEN_RETRY_S
+    deadline = time.monotonic() + OPEN_RETRY_S
     delay = 0.01
     while True:
         try:

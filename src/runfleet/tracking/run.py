@@ -16,7 +16,8 @@ from runfleet.store.base import AlertRow, RunStatus
 from runfleet.tracking.buffer import Block
 from runfleet.tracking.config import Config
 from runfleet.tracking.summary import MetricDefinition, Summary, parse_summary_modes
-from runfleet.tracking.values import FAST_TYPES, normalize_dict, normalize_value
+from runfleet.tracking.text import check_text, escape_surrogates
+from runfleet.tracking.values import NUMERIC_TYPES, check_keys, normalize_dict, normalize_value
 from runfleet.tracking.writer import WAKE_AT_RECORDS, RunTarget, Writer
 
 logger = logging.getLogger("runfleet")
@@ -83,7 +84,7 @@ class Run:
 
     @name.setter
     def name(self, value: str) -> None:
-        self._name = str(value)
+        self._name = check_text("run name", str(value))
         self._writer.update_run(self._rid, name=self._name)
 
     @property
@@ -93,7 +94,7 @@ class Run:
 
     @tags.setter
     def tags(self, value: Any) -> None:
-        self._tags = [str(t) for t in value]
+        self._tags = [check_text(f"tag {t!r}", str(t)) for t in value]
         self._writer.update_run(self._rid, tags=self._tags)
 
     @property
@@ -103,6 +104,8 @@ class Run:
 
     @notes.setter
     def notes(self, value: str | None) -> None:
+        if value is not None:
+            check_text("notes", str(value))
         self._notes = value
         self._writer.update_run(self._rid, notes=value)
 
@@ -127,12 +130,14 @@ class Run:
         """Log a dict of metrics at ``step`` (default: the next step).
 
         Values: int, float (NaN and infinities included), bool, str, numpy/torch scalars,
-        :class:`Image`, :class:`Table`, :class:`Histogram`; nested dicts flatten to
-        ``outer.inner``. Without ``step`` the values go to the current step, which then
-        advances (``commit=False`` keeps it open for the next call). With ``step=s`` (as in
-        wandb) the values go to step ``s`` and ``s`` stays open: a later call without
-        ``step`` lands there too, until a higher step or ``commit=True``. Never blocks on
-        disk; raises ``TypeError`` naming the key for a value it cannot store.
+        :class:`Image`, :class:`Table`, :class:`Histogram`; nested dicts (at most 100
+        levels) flatten to ``outer.inner``. Without ``step`` the values go to the current
+        step, which then advances (``commit=False`` keeps it open for the next call). With
+        ``step=s`` (as in wandb) the values go to step ``s`` and ``s`` stays open: a later
+        call without ``step`` lands there too, until a higher step or ``commit=True``. Never
+        blocks on disk; raises ``TypeError`` naming the key for a value it cannot store
+        (text, keys included, holding a lone surrogate such as ``"\\ud800"`` is refused
+        too).
         """
         if self._finished:
             raise RuntimeError(f"run {self.id} is finished; start a new one with runfleet.init()")
@@ -140,20 +145,20 @@ class Run:
             raise TypeError(
                 f"log() takes a dict of metrics, got {type(data).__name__}: {data!r:.60}")
         clean: Mapping[str, Any] = data
-        for k, v in data.items():  # hot path: plain str keys and plain scalar values
-            if type(k) is not str or type(v) not in FAST_TYPES:
-                clean = normalize_dict(data)
+        for k, v in data.items():  # hot path: plain str keys and plain numeric values
+            if type(k) is not str or type(v) not in NUMERIC_TYPES:
+                clean = normalize_dict(data)  # text is checked there (lone surrogates)
                 break
         if step is None:
             at = self._step
-            if commit is not False:
-                self._step = at + 1
+            next_step = at + 1 if commit is not False else at
         else:
             # wandb semantics: an explicit step stays open for later calls without a step
             # until a higher step or commit=True; an earlier step is kept (never dropped).
             at = _as_step(step)
-            self._step = max(self._step, at + 1) if commit else max(self._step, at)
+            next_step = max(self._step, at + 1) if commit else max(self._step, at)
         if not clean:
+            self._step = next_step
             return
         # PointBuffer.add, inlined: this is the hot path of every training loop.
         buf = self._buffer
@@ -161,8 +166,10 @@ class Run:
         now = _now()
         with buf.lock:
             block = buf.blocks.get(keys)
-            if block is None:
+            if block is None:  # a key tuple new since the last flush: check its keys once
+                check_keys(keys)  # raises before anything (the step included) changed
                 block = buf.blocks[keys] = Block(len(keys))
+            self._step = next_step
             block.seq.append(buf.seq)
             buf.seq += 1
             block.steps.append(at)
@@ -210,12 +217,15 @@ class Run:
         """Record an alert on the run (also printed through the ``runfleet`` logger).
 
         ``level`` is ``info``, ``warn`` or ``error`` (wandb's ``AlertLevel`` works too).
+        A title or text holding a lone surrogate raises ``TypeError``.
         """
         lvl = str(getattr(level, "value", level)).lower()
         lvl = {"warning": "warn", "critical": "error"}.get(lvl, lvl)
         if lvl not in ALERT_LEVELS:
             raise ValueError(f"alert level must be one of {ALERT_LEVELS}, got {level!r}")
-        self._writer.alert(AlertRow(self._rid, str(title), str(text), lvl,
+        title = check_text("alert title", str(title))
+        text = check_text("alert text", str(text))
+        self._writer.alert(AlertRow(self._rid, title, text, lvl,
                                     self._step, time.time()))
         py_level = {"info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}[lvl]
         logger.log(py_level, "alert on run %s: %s: %s", self.name, title, text)
@@ -285,7 +295,7 @@ class Run:
         """Record a failure (as an error alert with ``message``) and finish as failed."""
         if self._finished:
             return
-        self.alert("run failed", message, "error")
+        self.alert("run failed", escape_surrogates(message), "error")
         self.finish(status=RunStatus.FAILED)
 
     def __enter__(self) -> Run:

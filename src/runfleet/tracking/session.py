@@ -7,21 +7,22 @@ import contextlib
 import getpass
 import os
 import platform
+import random
 import socket
 import sys
 import threading
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from runfleet.errors import RunfleetError
 from runfleet.home import Home
 from runfleet.sinks import Sink, resolve_sinks
 from runfleet.sinks.base import RunInfo
 from runfleet.sinks.fanout import RunSinks, channel_for
-from runfleet.store.base import AlertRow, RunStatus
+from runfleet.store.base import AlertRow, RunStatus, Store, StoreBusyError
 from runfleet.tracking import homes
 from runfleet.tracking.config import Config
 from runfleet.tracking.disabled import DisabledRun
@@ -29,6 +30,7 @@ from runfleet.tracking.names import new_run_id, new_run_name
 from runfleet.tracking.run import Run
 from runfleet.tracking.summary import MetricDefinition, Summary
 from runfleet.tracking.system import DEFAULT_INTERVAL_S, SystemMonitor
+from runfleet.tracking.text import check_text, escape_surrogates
 
 DEFAULT_PROJECT = "uncategorized"
 MODES = ("offline", "online", "disabled")
@@ -169,12 +171,24 @@ def start_run(
     once for all its runs instead).
     """
     tag_list = list(tags or [])
+    _check_run_texts(project, name, group, notes, id, tag_list)
     sink_objects = resolve_sinks(sinks)
     home = Home.resolve(dir)
     opened = homes.get(home)
     cfg_values = Config(config).as_dict() if config is not None else {}
     record = None
-    if resume in (True, "allow", "must", "auto"):
+    created = None  # the run this call created, when it created it atomically below
+    if resume in (True, "allow", "auto") and id is not None:
+        # Create-or-resume in one transaction: of several processes starting this id at
+        # once, exactly one creates the run and the others resume it.
+        metadata = _environment()
+        record, was_created = _retry_busy(lambda: opened.store.create_or_get_run(
+            project, id, name or _next_name(opened.store, project), group=group,
+            config=cfg_values, tags=tag_list, notes=notes, parent=parent,
+            parent_step=parent_step, metadata=metadata, status=status))
+        if was_created:
+            created, record = record, None
+    elif resume in (True, "allow", "must", "auto"):
         if id is not None:
             record = opened.store.find_run(project, id=id)
         elif name is not None:
@@ -197,7 +211,8 @@ def start_run(
             fields["notes"] = notes
         if group is not None:
             fields["grp"] = group
-        opened.store.update_run(record.rid, **fields)
+        rid_to_update = record.rid
+        _retry_busy(lambda: opened.store.update_run(rid_to_update, **fields))
         metadata = {**record.metadata, **_environment()}  # this process now writes it
         metadata.setdefault("resumed", []).append(time.time())
         definitions = [MetricDefinition.from_json(d) for d in metadata.get("metrics", [])]
@@ -209,14 +224,15 @@ def start_run(
         notes = notes if notes is not None else record.notes
         cfg_values = merged
     else:
-        metadata = _environment()
-        run_id = id or new_run_id()
-        count = next((p.run_count for p in opened.store.projects() if p.name == project), 0)
-        run_name = name or new_run_name(count + 1)
-        record = opened.store.create_run(
-            project, run_id, run_name, group=group, config=cfg_values, tags=tag_list,
-            notes=notes, parent=parent, parent_step=parent_step, metadata=metadata,
-            status=status)
+        if created is not None:
+            record = created
+        else:
+            metadata = _environment()
+            record = opened.store.create_run(
+                project, id or new_run_id(), name or _next_name(opened.store, project),
+                group=group, config=cfg_values, tags=tag_list, notes=notes, parent=parent,
+                parent_step=parent_step, metadata=metadata, status=status)
+        run_id, run_name = record.id, record.name
         rid, step = record.rid, 0
         summary = Summary()
 
@@ -246,11 +262,49 @@ def start_run(
     return run
 
 
+def _next_name(store: Store, project: str) -> str:
+    """A generated name for the next run of ``project`` (``adjective-noun-<count + 1>``)."""
+    count = next((p.run_count for p in store.projects() if p.name == project), 0)
+    return new_run_name(count + 1)
+
+
+def _check_run_texts(project: str, name: str | None, group: str | None, notes: str | None,
+                     id: str | None, tags: list[str]) -> None:
+    """Refuse (``TypeError`` naming the field) text holding a lone surrogate, which could
+    not be stored and read back as UTF-8."""
+    for what, text in (("project", project), ("run name", name), ("group", group),
+                       ("notes", notes), ("run id", id)):
+        if isinstance(text, str):
+            check_text(what, text)
+    for tag in tags:
+        if isinstance(tag, str):
+            check_text(f"tag {tag!r}", tag)
+
+
+_T = TypeVar("_T")
+
+
+def _retry_busy(fn: Callable[[], _T]) -> _T:
+    """Call ``fn``, retrying with backoff while another process holds the write lock (up to
+    :data:`homes.OPEN_RETRY_S` seconds), as opening the home does."""
+    deadline = time.monotonic() + homes.OPEN_RETRY_S
+    delay = 0.01
+    while True:
+        try:
+            return fn()
+        except StoreBusyError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 0.5)
+
+
 def _open_sinks(sinks: list[Sink], writer: Any, rid: int, info: RunInfo) -> RunSinks:
     """Start the run in every sink's channel; sink failures become warn alerts on it."""
 
     def on_error(message: str, step: int | None) -> None:
-        writer.alert(AlertRow(rid, "tracking sink failed", message, "warn", step, time.time()))
+        writer.alert(AlertRow(rid, "tracking sink failed", escape_surrogates(message), "warn",
+                              step, time.time()))
 
     return RunSinks([channel_for(s) for s in sinks], info, on_error)
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from runfleet.tracking.config import to_config_value
+from runfleet.tracking.text import check_text
 
 SUMMARY_MODES = ("min", "max", "mean", "last", "first", "none")
 _KEEP = object()  # "no new value": keep the current last value
@@ -89,7 +90,10 @@ class Summary(MutableMapping[str, Any]):
             return self._values[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
-        value = to_config_value(value)  # numpy/torch scalars become plain numbers
+        if isinstance(key, str):
+            check_text(f"summary key {key!r}", key)
+        # numpy/torch scalars become plain numbers; lone surrogates and deep nesting raise
+        value = to_config_value(value, str(key), what="summary")
         with self._lock:
             self._values[key] = value
             object.__setattr__(self, "_dirty", True)

@@ -3,7 +3,9 @@
 ``log()`` must answer in microseconds, so plain Python scalars pass through untouched; numpy
 scalars, 0-d arrays and torch 0-d tensors become Python scalars (copied now, so a tensor
 changed in place later does not change what was logged); media objects are kept as they are
-for the writer thread to save. Anything else raises ``TypeError`` naming the key.
+for the writer thread to save. Anything else raises ``TypeError`` naming the key, and so
+do text holding a lone surrogate (see :mod:`runfleet.tracking.text`) and dicts nested more
+than :data:`~runfleet.tracking.text.MAX_DEPTH` levels.
 """
 
 from __future__ import annotations
@@ -12,12 +14,25 @@ from collections.abc import Mapping
 from typing import Any
 
 from runfleet.tracking.media import Media
+from runfleet.tracking.text import MAX_DEPTH, check_text, has_surrogates, too_deep_error
 
 FAST_TYPES = frozenset({float, int, bool, str, type(None)})
+# Types ``Run.log`` passes through without a look: text is checked (for lone surrogates).
+NUMERIC_TYPES = frozenset({float, int, bool, type(None)})
+
+
+def check_keys(keys: tuple[str, ...]) -> None:
+    """Raise ``TypeError`` naming the first key of a ``log()`` payload that holds a lone
+    surrogate (``Run.log`` calls this once per new key tuple, not per call)."""
+    for key in keys:
+        if has_surrogates(key):
+            check_text(f"cannot log key {key!r}", key)
 
 
 def normalize_value(key: str, value: Any) -> Any:
     """Return ``value`` as a Python scalar, None or :class:`Media`; raise TypeError otherwise."""
+    if type(value) is str:
+        return check_text(f"cannot log {key!r}", value)
     if type(value) in FAST_TYPES or isinstance(value, Media):
         return value
     if isinstance(value, (bool, int, float, str)):  # subclasses, e.g. IntEnum, np.float64
@@ -27,7 +42,7 @@ def normalize_value(key: str, value: Any) -> Any:
             return int(value)
         if isinstance(value, float):
             return float(value)
-        return str(value)
+        return check_text(f"cannot log {key!r}", str(value))
     item = getattr(value, "item", None)
     if callable(item):
         size = getattr(value, "size", None)
@@ -40,6 +55,8 @@ def normalize_value(key: str, value: Any) -> Any:
                 scalar = item()
             except (ValueError, RuntimeError, TypeError) as exc:
                 raise TypeError(f"cannot log {key!r}: {exc}") from exc
+            if type(scalar) is str:
+                return check_text(f"cannot log {key!r}", scalar)
             if type(scalar) in FAST_TYPES:
                 return scalar
             if isinstance(scalar, complex):
@@ -55,8 +72,13 @@ def normalize_value(key: str, value: Any) -> Any:
     )
 
 
-def normalize_dict(data: Mapping[Any, Any], prefix: str = "") -> dict[str, Any]:
-    """Validate a whole ``log()`` payload; nested dicts flatten to ``outer.inner`` keys."""
+def normalize_dict(data: Mapping[Any, Any], prefix: str = "", depth: int = 0
+                   ) -> dict[str, Any]:
+    """Validate a whole ``log()`` payload; nested dicts flatten to ``outer.inner`` keys.
+
+    ``depth`` counts the levels above ``data``; past :data:`MAX_DEPTH` a ``TypeError``
+    names the key.
+    """
     out: dict[str, Any] = {}
     for key, value in data.items():
         if type(key) is not str:
@@ -64,10 +86,12 @@ def normalize_dict(data: Mapping[Any, Any], prefix: str = "") -> dict[str, Any]:
                 f"log() keys must be str, got {type(key).__name__} key {key!r}"
             )
         full = prefix + key
-        if type(value) in FAST_TYPES:
+        if type(value) in NUMERIC_TYPES:
             out[full] = value
         elif isinstance(value, Mapping):
-            out.update(normalize_dict(value, full + "."))
+            if depth + 1 >= MAX_DEPTH:
+                raise too_deep_error(f"cannot log {full.split('.', 1)[0]!r}", full)
+            out.update(normalize_dict(value, full + ".", depth + 1))
         else:
             out[full] = normalize_value(full, value)
     return out

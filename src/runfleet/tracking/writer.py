@@ -38,6 +38,7 @@ from runfleet.tracking import spill
 from runfleet.tracking.buffer import Block, PointBuffer
 from runfleet.tracking.media import Media
 from runfleet.tracking.summary import Summary
+from runfleet.tracking.text import escape_surrogates
 
 DEFAULT_INTERVAL_S = 0.5
 WAKE_AT_RECORDS = 50_000  # wake the writer early when a run has this many log() calls pending
@@ -305,6 +306,7 @@ class Writer:
 
     def _alert_failure(self, batch: WriteBatch, rid: int, step: int | None, text: str
                        ) -> None:
+        text = escape_surrogates(text)  # an error's text may quote what it failed on
         batch.alerts.append(AlertRow(rid, "logging error", text, "error", step, time.time()))
         self._warn(text)
 

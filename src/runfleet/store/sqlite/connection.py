@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from runfleet.errors import StoreError
+from runfleet.home import create_private_file, make_home_dir
 from runfleet.store.base import StoreBusyError
 from runfleet.store.schema import migrate
 
@@ -120,12 +121,15 @@ def connect(path: Path, *, read_only: bool = False,
     """Open (creating and migrating when needed) the database at ``path``.
 
     ``max_pages`` caps the database size (SQLite pages of 4 KiB): writes past it fail
-    like a full disk. A file that is not a runfleet database raises :class:`StoreError`
-    and is left untouched; a lock held too long raises :class:`StoreBusyError`.
+    like a full disk. A new database (and a new home folder) is created owner-only unless
+    ``RUNFLEET_SHARED_HOME=1`` (see :mod:`runfleet.home`). A file that is not a runfleet
+    database raises :class:`StoreError` and is left untouched; a lock held too long raises
+    :class:`StoreBusyError`.
     """
     check_database_file(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_home_dir(path.parent)
+        create_private_file(path)  # 0600 before SQLite first opens it (not shared homes)
         conn = sqlite3.connect(
             str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None,
             check_same_thread=False,

@@ -66,21 +66,49 @@ def insert_run(
 ) -> int:
     """Insert a run (and its project when new) inside a transaction; return its rid.
     Raises ValueError if the project already has a run with this id."""
-    pid = project_id(conn, project, create=True)
-    exists = conn.execute(
-        "SELECT 1 FROM runs WHERE project = ? AND id = ?", (pid, id)
-    ).fetchone()
-    if exists:
+    rid, created = insert_run_if_absent(
+        conn, project, id, name, group=group, config=config, tags=tags, notes=notes,
+        parent=parent, parent_step=parent_step, metadata=metadata, status=status)
+    if not created:
         raise ValueError(f"run id {id!r} already exists in project {project!r}")
+    return rid
+
+
+def insert_run_if_absent(
+    conn: sqlite3.Connection,
+    project: str,
+    id: str,
+    name: str,
+    *,
+    group: str | None,
+    config: dict[str, Any] | None,
+    tags: list[str] | None,
+    notes: str | None,
+    parent: str | None,
+    parent_step: int | None,
+    metadata: dict[str, Any] | None,
+    status: str,
+) -> tuple[int, bool]:
+    """Insert a run (and its project when new) inside a transaction unless the project
+    already has a run with this id; return ``(rid, created)``. The ``UNIQUE (project, id)``
+    constraint decides, so concurrent callers never both create the run."""
+    pid = project_id(conn, project, create=True)
     now = time.time()
     cur = conn.execute(
         "INSERT INTO runs (project, id, name, grp, status, config, tags, notes, parent,"
         " parent_step, metadata, created, updated, heartbeat)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (project, id) DO NOTHING",
         (pid, id, name, group, status, dumps(config or {}), dumps(tags or []),
          notes, parent, parent_step, dumps(metadata or {}), now, now, now),
     )
-    return int(cur.lastrowid or 0)
+    if cur.rowcount == 1:
+        return int(cur.lastrowid or 0), True
+    row = conn.execute("SELECT rid FROM runs WHERE project = ? AND id = ?", (pid, id)
+                       ).fetchone()
+    if row is None:  # cannot happen: the insert was ignored for this very conflict
+        raise RuntimeError(f"run id {id!r} of project {project!r} neither inserted nor found")
+    return int(row[0]), False
 
 
 def find_run(db: Db, project: str, *, id: str | None = None, name: str | None = None

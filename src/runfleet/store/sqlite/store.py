@@ -89,6 +89,28 @@ class SQLiteStore(Store):
             parent=parent, parent_step=parent_step, metadata=metadata, status=status))
         return self.get_run(rid)
 
+    def create_or_get_run(
+        self,
+        project: str,
+        id: str,
+        name: str,
+        *,
+        group: str | None = None,
+        config: dict[str, Any] | None = None,
+        tags: list[str] | None = None,
+        notes: str | None = None,
+        parent: str | None = None,
+        parent_step: int | None = None,
+        metadata: dict[str, Any] | None = None,
+        status: str = RunStatus.RUNNING,
+    ) -> tuple[RunRecord, bool]:
+        """See :meth:`Store.create_or_get_run` (one ``BEGIN IMMEDIATE`` transaction; the
+        ``UNIQUE (project, id)`` constraint decides who creates the run)."""
+        rid, created = self._db.transaction(lambda conn: runs.insert_run_if_absent(
+            conn, project, id, name, group=group, config=config, tags=tags, notes=notes,
+            parent=parent, parent_step=parent_step, metadata=metadata, status=status))
+        return self.get_run(rid), created
+
     def find_run(self, project: str, *, id: str | None = None, name: str | None = None
                  ) -> RunRecord | None:
         """See :meth:`Store.find_run`."""
