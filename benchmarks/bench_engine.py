@@ -120,7 +120,7 @@ def run_mode(home: Path, name: str, model: str, train: Any, evaluation: Any, num
     # the backend and builds the run from scratch, which sequential training does too.
     swap = sum(t["swap_out_s"] + (0.0 if t.get("fresh") else t["swap_in_s"]) for t in timings)
     chunk = sum(t["swap_in_s"] + t["train_s"] + t["eval_s"] + t["swap_out_s"] for t in timings)
-    statuses = sorted({r.status for r in exp.last_runs})
+    statuses = sorted({str(r.status) for r in exp.last_runs})
     # One-time setup inside the first task (base model load, tokenizing the data): the same
     # in both modes, and not scheduling.
     setup = exp.last_runs[0].timings[0]["swap_in_s"] if exp.last_runs[0].timings else 0.0

@@ -244,8 +244,9 @@ def _add_control(sub: Any, common: argparse.ArgumentParser, name: str, what: str
         "With no controller running, the op stays pending until the experiment resumes.")
     p.add_argument("run", metavar="RUN", help="run id (or name, with --project)")
     p.add_argument("--project", "-p", help="the run's experiment (default: found by id)")
-    p.add_argument("--timeout", type=float, default=30.0,
-                   help="seconds to wait for the controller (default 30)")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="seconds to wait at most for the controller to apply it (default: "
+                        "as long as the controller runs)")
     if name == "delete":
         p.add_argument("--purge", action="store_true",
                        help="also delete the run's tracking data (metrics, media, alerts)")
@@ -294,7 +295,7 @@ def _cmd_control(kind: str, args: argparse.Namespace) -> int:
               f"{run.project!r}; it applies when the experiment resumes "
               f"(run_fit(..., resume=True) or Experiment.attach(...).resume_all())")
         return EXIT_OK
-    op = wait_op(home, op.id, args.timeout)
+    op = wait_op(home, op.id, args.timeout, while_alive=exp.controller_alive)
     if op.status == "applied":
         extra = f" -> new run {op.result['run_id']} ({op.result.get('name')})" \
             if kind == "clone" else ""
@@ -304,8 +305,9 @@ def _cmd_control(kind: str, args: argparse.Namespace) -> int:
         print(f"runfleet: error: op {op.id}: {kind} {run.id} rejected: {op.reason}",
               file=sys.stderr)
         return EXIT_FAILURE
-    print(f"op {op.id}: {kind} {run.id} still pending after {args.timeout:g} s",
-          file=sys.stderr)
+    why = (f"after {args.timeout:g} s" if exp.controller_alive() else
+           "and the controller has stopped; it applies when the experiment resumes")
+    print(f"op {op.id}: {kind} {run.id} still pending {why}", file=sys.stderr)
     return EXIT_FAILURE
 
 

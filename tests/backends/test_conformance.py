@@ -165,6 +165,13 @@ def done(event: Any) -> ChunkResult:
     return event.result
 
 
+def saved(event: Any) -> str:
+    """Where a finished task left its run's state."""
+    key = done(event).state_key
+    assert key is not None
+    return key
+
+
 @dataclass
 class Suite:
     """A case with its plans and fresh workers."""
@@ -188,7 +195,7 @@ class Suite:
         """``spec`` in one go on a fresh worker: its losses and final state."""
         worker = self.worker(f"alone-{spec.run_id}")
         losses, last = worker.run(spec, 0, 0, spec.plan.total_steps, None)
-        return losses, worker.checkpoints.load(done(last).state_key)
+        return losses, worker.checkpoints.load(saved(last))
 
     def assert_same(self, a: dict[str, Any], b: dict[str, Any]) -> None:
         wa, wb = self.case.weights(a), self.case.weights(b)
@@ -218,9 +225,9 @@ def test_chunked_interleaved_training_equals_training_in_one_go(suite: Suite) ->
     for chunk, ((start, end), (o_start, o_end)) in enumerate(zip(spec.plan.chunks,
                                                                  other.plan.chunks)):
         _, last = worker.run(other, chunk, o_start, o_end, other_key)
-        other_key = done(last).state_key
+        other_key = saved(last)
         chunk_losses, last = worker.run(spec, chunk, start, end, key)
-        key = done(last).state_key
+        key = saved(last)
         losses += chunk_losses
     assert worker.resources.eval_dataset is not None and any(
         isinstance(e, StepMetrics) and any(k.startswith("eval_") for k in e.values)
@@ -240,11 +247,11 @@ def test_stop_mid_chunk_then_resume_continues_exactly(suite: Suite) -> None:
     worker = suite.worker("stopped")
     first, last = worker.run(spec, 0, 0, 8, None, stop_after=3)
     result = done(last)
-    assert result.stopped and result.end_step == 3 and result.state_key.endswith("-step-3")
+    assert result.stopped and result.end_step == 3 and str(result.state_key).endswith("-step-3")
     rest, last = worker.run(spec, 0, result.end_step, 8, result.state_key)
     assert not done(last).stopped and done(last).end_step == 8
     assert close_enough(losses_alone, first + rest)
-    suite.assert_same(state_alone, worker.checkpoints.load(done(last).state_key))
+    suite.assert_same(state_alone, worker.checkpoints.load(saved(last)))
 
 
 def test_a_state_reloaded_from_disk_continues_exactly_on_another_worker(suite: Suite) -> None:
@@ -253,13 +260,13 @@ def test_a_state_reloaded_from_disk_continues_exactly_on_another_worker(suite: S
 
     first_worker = suite.worker("handoff")
     losses, last = first_worker.run(spec, 0, *spec.plan.chunks[0], None)
-    key = done(last).state_key
+    key = saved(last)
     # another worker, another process's view of the store: the state comes from the file
     second = Worker(suite.case.resources(suite.fixtures),
                     pickle.loads(pickle.dumps(first_worker.checkpoints)), [])
     for chunk, (start, end) in enumerate(spec.plan.chunks[1:], start=1):
         more, last = second.run(spec, chunk, start, end, key)
-        key = done(last).state_key
+        key = saved(last)
         losses += more
     assert close_enough(losses_alone, losses)
     suite.assert_same(state_alone, second.checkpoints.load(key))
@@ -270,7 +277,7 @@ def test_a_warm_start_takes_another_runs_weights(suite: Suite) -> None:
     parent = suite.spec(config, "parent")
     worker = suite.worker("warm")
     _, last = worker.run(parent, 0, *parent.plan.chunks[0], None)
-    parent_key = done(last).state_key
+    parent_key = saved(last)
     worker.checkpoints.copy(parent_key, "child/warm-start")
 
     child = suite.spec(config, "child", seed=3, warm_start="child/warm-start")
@@ -315,4 +322,4 @@ def test_close_after_a_failure_leaves_the_worker_usable(suite: Suite,
         losses_alone, state_alone = suite.alone(spec)
         losses, last = worker.run(spec, 0, 0, 8, None)
         assert close_enough(losses_alone, losses)
-        suite.assert_same(state_alone, worker.checkpoints.load(done(last).state_key))
+        suite.assert_same(state_alone, worker.checkpoints.load(saved(last)))

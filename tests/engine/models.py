@@ -74,3 +74,25 @@ def regression_data(n: int = 256, seed: int = 0) -> list[dict[str, Any]]:
     x = torch.randn(n, 4, generator=g)
     y = x.sum(1) + 0.1 * torch.randn(n, generator=g)
     return [{"x": x[i], "y": y[i]} for i in range(n)]
+
+
+def make_model_after_gate(config: TorchConfig) -> torch.nn.Module:
+    """create_model_fn that blocks until the file ``config["gate"]`` exists, as a worker
+    still loading a large base model would."""
+    while not os.path.exists(str(config["gate"])):
+        time.sleep(0.02)
+    return Regressor(int(config["hidden"]), dropout=0.0)
+
+
+class UnloadableInWorkers(list[Any]):
+    """A dataset that cannot be unpickled in another process (as if it named a module only
+    the caller has): every worker dies before it is ready."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_load_only_in, (os.getpid(), list(self)))
+
+
+def _load_only_in(pid: int, rows: list[Any]) -> UnloadableInWorkers:
+    if os.getpid() != pid:
+        raise RuntimeError("this dataset cannot be loaded in a worker process")
+    return UnloadableInWorkers(rows)

@@ -32,11 +32,17 @@ EXPERIMENT = textwrap.dedent("""
 """)
 
 
-def wait_for(predicate, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
+GUARD_S = 600.0  # only against a hang: every wait below ends on an event
+
+
+def wait_for(predicate, proc: subprocess.Popen | None = None) -> None:
+    """Wait until ``predicate()`` holds; fail if the experiment's process exits first."""
+    deadline = time.monotonic() + GUARD_S
     while not predicate():
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the experiment exited (code {proc.returncode}) first")
         if time.monotonic() > deadline:
-            raise AssertionError("timed out")
+            raise AssertionError(f"nothing happened within {GUARD_S:g} s")
         time.sleep(0.05)
 
 
@@ -49,11 +55,11 @@ def test_stop_resume_clone_delete_from_another_process(home: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-c", EXPERIMENT, str(home)], env=env,
                             stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: (home / "experiments" / "ctl" / "controller.json").exists())
+        wait_for(lambda: (home / "experiments" / "ctl" / "controller.json").exists(), proc)
         exp = Experiment.attach("ctl", dir=home)
-        wait_for(lambda: len(exp.runs()) == 2)
+        wait_for(lambda: len(exp.runs()) == 2, proc)
         first, second = exp.runs()["id"].tolist()
-        wait_for(lambda: runfleet.Api(home).run("ctl", first).last_step >= 3)
+        wait_for(lambda: runfleet.Api(home).run("ctl", first).last_step >= 3, proc)
 
         op = exp.stop(first)
         assert op.status == "applied" and op.source == "attach"
@@ -139,11 +145,11 @@ def test_cli_controls_a_running_experiment(home: Path) -> None:
                               env=env, capture_output=True, text=True, timeout=120)
 
     try:
-        wait_for(lambda: (home / "experiments" / "ctl" / "controller.json").exists())
+        wait_for(lambda: (home / "experiments" / "ctl" / "controller.json").exists(), proc)
         exp = Experiment.attach("ctl", dir=home)
-        wait_for(lambda: len(exp.runs()) == 2)
+        wait_for(lambda: len(exp.runs()) == 2, proc)
         first, second = exp.runs()["id"].tolist()
-        wait_for(lambda: runfleet.Api(home).run("ctl", first).last_step >= 2)
+        wait_for(lambda: runfleet.Api(home).run("ctl", first).last_step >= 2, proc)
         out = cli("stop", first)
         assert out.returncode == 0 and f"stop {first} applied" in out.stdout, out.stderr
         bad = cli("clone", second, "--set", "bogus=1")
@@ -152,14 +158,15 @@ def test_cli_controls_a_running_experiment(home: Path) -> None:
         assert good.returncode == 0 and "new run" in good.stdout, good.stderr
         assert cli("resume", first).returncode == 0
         # A resume sent right behind a stop waits for the stop to land, then applies.
-        wait_for(lambda: runfleet.Api(home).run("ctl", first).status == "running")
+        wait_for(lambda: runfleet.Api(home).run("ctl", first).status == "running", proc)
         stop_op = exp.stop(first, wait=False)
         resume_op = exp.resume(first, wait=False)
         from runfleet.engine.ops import wait_op
         from runfleet.home import Home
 
-        assert wait_op(Home.resolve(home), stop_op.id).status == "applied"
-        assert wait_op(Home.resolve(home), resume_op.id).status == "applied"
+        alive = lambda: proc.poll() is None  # noqa: E731
+        assert wait_op(Home.resolve(home), stop_op.id, while_alive=alive).status == "applied"
+        assert wait_op(Home.resolve(home), resume_op.id, while_alive=alive).status == "applied"
         assert cli("delete", second).returncode == 0
         proc.wait(timeout=300)
     finally:

@@ -111,3 +111,17 @@ def test_errors_before_any_training(home: Path) -> None:
                                trainer="torch"), make_model, regression_data(64),
                     progress=False)
     assert not (home / "experiments" / "bad" / "checkpoints").exists()
+
+
+def test_workers_that_cannot_start_fail_clearly_and_leave_no_lease(home: Path) -> None:
+    from runfleet.engine.controller import EngineError
+    from tests.engine.models import UnloadableInWorkers
+
+    exp = Experiment("nostart", dir=home)
+    space = GridSearch(TorchConfig(hidden=4, learning_rate=0.01, max_steps=2,
+                                   per_device_train_batch_size=8))
+    with pytest.raises(EngineError, match="workers keep dying before they start"):
+        exp.run_fit(space, make_model, UnloadableInWorkers(regression_data(16)), num_chunks=1,
+                    workers=1, progress=False)
+    assert not (home / "experiments" / "nostart" / "controller.json").exists()
+    assert not exp.controller_alive()

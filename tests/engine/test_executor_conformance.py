@@ -161,7 +161,7 @@ def test_a_stop_ends_the_task_after_its_current_step(driver: Driver) -> None:
     assert isinstance(ended, ChunkDone) and ended.result.stopped
     assert 1 <= ended.result.end_step < 10_000
     assert driver.steps(long) == list(range(1, ended.result.end_step + 1))
-    assert ended.result.state_key.endswith(f"-step-{ended.result.end_step}")
+    assert str(ended.result.state_key).endswith(f"-step-{ended.result.end_step}")
 
 
 def test_a_killed_worker_is_reported_once_and_replaced(case: Case, driver: Driver) -> None:

@@ -21,7 +21,7 @@ from runfleet.backends.optim import (
 from runfleet.backends.state import cpu_copy, rng_state, seed_everything, set_rng_state
 from runfleet.engine.backend import Backend, NonFiniteLossError, RunPlan
 from runfleet.engine.chunking import StepPlan, eval_every
-from runfleet.fit.configs import ConfigError, TorchConfig
+from runfleet.fit.configs import TRAINING_BOUNDS, ConfigError, TorchConfig, check_bounds
 
 
 class TorchLoopBackend(Backend):
@@ -34,8 +34,7 @@ class TorchLoopBackend(Backend):
         _size x gradient_accumulation_steps`` examples."""
         if not isinstance(config, TorchConfig):
             raise ConfigError(f"trainer='torch' needs a TorchConfig, got {type(config).__name__}")
-        if not float(config["learning_rate"]) > 0:
-            raise ConfigError(f"learning_rate must be > 0, got {config['learning_rate']}")
+        check_bounds(config, TRAINING_BOUNDS)
         batch = int(config["per_device_train_batch_size"]) * int(
             config["gradient_accumulation_steps"])
         steps = StepPlan.build(num_examples=num_examples, batch_size=batch,

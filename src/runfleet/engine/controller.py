@@ -58,6 +58,7 @@ class EngineRun:
     next_step: int = 0
     state_key: str | None = None
     busy: bool = False
+    stepped: bool = False  # a step of the task on its worker has been reported
     worker: int | None = None
     task_id: int | None = None
     deaths: dict[int, int] = field(default_factory=dict)  # worker deaths per chunk
@@ -151,6 +152,7 @@ class Controller:
         self._task_ids = itertools.count(1)
         self._idle: list[int] = []
         self._inflight: dict[int, tuple[ChunkTask, EngineRun]] = {}
+        self._abandoned: set[int] = set()  # tasks whose run was taken off the worker
         self._ready: set[int] = set()
         self._early_deaths = 0
         self._ops_seen = 0
@@ -221,9 +223,10 @@ class Controller:
         if op.kind == OpKind.STOP:
             if run.terminal or run.status == RunStatus.STOPPED:
                 raise OpError(f"run {run.name} is already {run.status}")
-            if run.busy:
+            if run.busy and run.stepped:
                 self._interrupt(run, op)
             else:
+                self._abandon(run)
                 self._set_status(run, RunStatus.STOPPED)
                 self._finish_op(op, OpStatus.APPLIED)
         elif op.kind == OpKind.RESUME:
@@ -239,9 +242,10 @@ class Controller:
         elif op.kind == OpKind.DELETE:
             if run.status == RunStatus.DELETED:
                 raise OpError(f"run {run.name} is already deleted")
-            if run.busy:
+            if run.busy and run.stepped:
                 self._interrupt(run, op)
             else:
+                self._abandon(run)
                 self._delete(run, op)
         elif op.kind == OpKind.CLONE:
             if self.clone_factory is None:
@@ -252,6 +256,17 @@ class Controller:
             self.by_id[child.spec.run_id] = child
             self._finish_op(op, OpStatus.APPLIED, result={"run_id": child.spec.run_id,
                                                     "name": child.name})
+
+    def _abandon(self, run: EngineRun) -> None:
+        """Take a run off its worker at once when no step of its task is done yet (the
+        worker may still be loading the model or the data): there is nothing to save, so a
+        stop never waits for set-up work. The worker drops the task as soon as it can and
+        stays busy until it says so; whatever it reports for the task is ignored."""
+        if not run.busy or run.worker is None or run.task_id is None:
+            return
+        self._abandoned.add(run.task_id)
+        self.executor.send(run.worker, StopTask(run.task_id))
+        run.busy, run.worker, run.task_id = False, None, None
 
     def _interrupt(self, run: EngineRun, op: OpRecord) -> None:
         """Ask the worker training ``run`` to stop after its current step."""
@@ -321,7 +336,7 @@ class Controller:
             attempt = run.deaths.get(chunk, 0) + 1  # stops and resumes do not count
             task = ChunkTask(next(self._task_ids), run.spec, chunk, run.next_step, end,
                              run.state_key, attempt)
-            run.busy, run.worker, run.task_id = True, worker, task.task_id
+            run.busy, run.worker, run.task_id, run.stepped = True, worker, task.task_id, False
             if run.status == RunStatus.PENDING:
                 self._set_status(run, RunStatus.RUNNING)
             self._inflight[worker] = (task, run)
@@ -329,6 +344,13 @@ class Controller:
 
     # -- events -----------------------------------------------------------------------------------
     def _handle(self, event: Any) -> None:
+        task_id = (event.result.task_id if isinstance(event, ChunkDone)
+                   else getattr(event, "task_id", None))
+        if task_id in self._abandoned:
+            if isinstance(event, (ChunkDone, TaskFailed)):  # the worker is free again
+                self._abandoned.discard(task_id)
+                self._free_worker(event.worker)
+            return
         if isinstance(event, WorkerReady):
             if self.first_worker_ready is None:
                 self.first_worker_ready = time.time()
@@ -357,6 +379,8 @@ class Controller:
         run = self.by_id.get(event.run_id)
         if run is None or run.status == RunStatus.DELETED:
             return
+        if event.task_id == run.task_id:
+            run.stepped = True
         fresh = {k: v for k, v in event.values.items()
                  if event.step > run.last_step.get(k, 0)}
         if not fresh:
@@ -373,8 +397,11 @@ class Controller:
             run.first_eval_time = time.time()
 
     def _release(self, worker: int, run: EngineRun) -> None:
-        self._inflight.pop(worker, None)
         run.busy, run.worker, run.task_id = False, None, None
+        self._free_worker(worker)
+
+    def _free_worker(self, worker: int) -> None:
+        self._inflight.pop(worker, None)
         if worker not in self._idle and worker in self._ready:
             self._idle.append(worker)
 
@@ -386,13 +413,14 @@ class Controller:
             return
         before = run.chunks_done
         run.next_step = result.end_step
-        run.state_key = result.state_key
+        run.state_key = result.state_key or run.state_key  # None: nothing new was saved
         run.timings.append(result.timings)
         run.tracker.set_metadata("engine", run.engine_state())
         if self.checkpoints is not None:
             # Only once the new checkpoint is recorded durably may the older ones go.
             run.tracker.flush()
-            self.checkpoints.prune(result.state_key)
+            if result.state_key:
+                self.checkpoints.prune(result.state_key)
         if run.chunks_done > before:
             run.metric_at_chunk[run.chunks_done] = dict(run.latest)
         if run.next_step >= run.spec.plan.total_steps:
@@ -453,7 +481,9 @@ class Controller:
                 raise EngineError("workers keep dying before they start; see their stderr")
         self._ready.discard(worker)
         lost = self._inflight.pop(worker, None)
-        if lost is not None:
+        if lost is not None and lost[0].task_id in self._abandoned:
+            self._abandoned.discard(lost[0].task_id)  # its run went on without it
+        elif lost is not None:
             task, run = lost
             run.busy, run.worker, run.task_id = False, None, None
             run.deaths[task.chunk] = run.deaths.get(task.chunk, 0) + 1

@@ -194,8 +194,8 @@ class Experiment:
             stopping=saved.stopping, clone_factory=self._clone)
         self.last_controller = controller
         self._take_lease()
-        executor.start(saved.setup)
         try:
+            executor.start(saved.setup)
             controller.run()
         except KeyboardInterrupt:
             for r in runs:
@@ -273,34 +273,35 @@ class Experiment:
         return self._lease.alive()
 
     def _request(self, kind: OpKind, run_id: str, args: dict[str, Any], wait: bool,
-                 timeout: float, source: str | None) -> OpRecord:
+                 timeout: float | None, source: str | None) -> OpRecord:
         op = request_op(self.home, self.name, kind, run_id, args,
                         source or ("attach" if self._attached else "python"))
         if not wait or not self.controller_alive():
             return op
-        op = wait_op(self.home, op.id, timeout)
+        op = wait_op(self.home, op.id, timeout, while_alive=self.controller_alive)
         if op.status == OpStatus.REJECTED:
             raise OpRejectedError(op)
         return op
 
-    def stop(self, run_id: str, wait: bool = True, timeout: float = 30.0,
+    def stop(self, run_id: str, wait: bool = True, timeout: float | None = None,
              source: str | None = None) -> OpRecord:
         """Stop a run (within one training step); its state is kept for :meth:`resume`.
 
         Writes a ``stop`` op; with ``wait`` (and a controller running) returns once it is
-        applied, raising :class:`OpRejectedError` with the reason if it is rejected.
-        Without a running controller the op stays pending until one runs
+        applied, raising :class:`OpRejectedError` with the reason if it is rejected (or
+        returns it still pending after ``timeout`` seconds, or when the controller stops
+        first). Without a running controller the op stays pending until one runs
         (``run_fit(..., resume=True)`` or :meth:`resume_all`).
         """
         return self._request(OpKind.STOP, run_id, {}, wait, timeout, source)
 
-    def resume(self, run_id: str, wait: bool = True, timeout: float = 30.0,
+    def resume(self, run_id: str, wait: bool = True, timeout: float | None = None,
                source: str | None = None) -> OpRecord:
         """Resume a stopped run exactly where it stopped (see :meth:`stop`)."""
         return self._request(OpKind.RESUME, run_id, {}, wait, timeout, source)
 
     def delete(self, run_id: str, purge: bool = False, wait: bool = True,
-               timeout: float = 30.0, source: str | None = None) -> OpRecord:
+               timeout: float | None = None, source: str | None = None) -> OpRecord:
         """Delete a run: its state leaves memory and disk and it is hidden from listings.
 
         Its tracking data is kept (``Api().runs(..., include_deleted=True)``) unless
@@ -310,7 +311,7 @@ class Experiment:
 
     def clone(self, run_id: str, changes: dict[str, Any] | None = None,
               warm_start: bool = False, name: str | None = None, wait: bool = True,
-              timeout: float = 30.0, source: str | None = None) -> str | OpRecord:
+              timeout: float | None = None, source: str | None = None) -> str | OpRecord:
         """Clone a run with ``changes`` (``{"training_args.learning_rate": 2e-4}``).
 
         The clone's config is validated before it is accepted. ``warm_start`` starts it

@@ -1,26 +1,37 @@
 """``LocalExecutor``: worker processes on this machine, one per GPU (or N on the CPU).
 
-Workers are ``spawn`` processes with one pipe each way: a worker killed mid-message can
-only break its own pipe, never a queue the others share. A worker checks its task pipe
-between two steps for control messages (:class:`Inbox`) and exits when its controller dies.
+Each worker is a fresh interpreter started as ``python -m runfleet.engine.local_worker``
+(never a fork, and never an import of the caller's ``__main__``: a script without an
+``if __name__ == "__main__":`` guard, a notebook or ``python -c`` work alike). It gets the
+caller's ``sys.path`` and then the cloudpickled :class:`~runfleet.engine.spec.WorkerSetup`
+over its task pipe; functions defined in the caller's ``__main__`` travel by value. There
+is one pipe each way per worker: a worker killed mid-message can only break its own pipe,
+never a queue the others share. A worker checks its task pipe between two steps for
+control messages and exits when its controller dies (see
+:mod:`runfleet.engine.local_worker`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import multiprocessing as mp
 import os
+import pickle
+import subprocess
+import sys
+import threading
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any
 
 import cloudpickle
 
-from runfleet.engine import worker
-from runfleet.engine.checkpoint import CheckpointStore
-from runfleet.engine.events import Event, WorkerReady
+from runfleet.engine.events import Event
 from runfleet.engine.executor import Executor
-from runfleet.engine.spec import ChunkTask, DropRun, StopTask, WorkerSetup
+from runfleet.engine.spec import ChunkTask, WorkerSetup
+
+# the folder that holds the runfleet package (the worker's ``-m`` must find it there)
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 class LocalExecutor(Executor):
@@ -36,10 +47,10 @@ class LocalExecutor(Executor):
     def __init__(self, workers: int | None = None, threads: int | None = None) -> None:
         self.devices = devices(workers)
         self.threads = threads
-        self._ctx = mp.get_context("spawn")
-        self._procs: list[Any] = []
+        self._procs: list[subprocess.Popen[bytes] | None] = []
         self._tasks: list[Connection] = []
         self._events: list[Connection] = []
+        self._locks: list[threading.Lock] = []
         self._setup_blob = b""
         self._reported_dead: set[int] = set()
 
@@ -64,35 +75,57 @@ class LocalExecutor(Executor):
             self._procs.append(None)
             self._tasks.append(None)  # type: ignore[arg-type]
             self._events.append(None)  # type: ignore[arg-type]
+            self._locks.append(threading.Lock())
             self._launch(i)
 
     def _launch(self, index: int) -> None:
-        task_recv, task_send = self._ctx.Pipe(duplex=False)
-        event_recv, event_send = self._ctx.Pipe(duplex=False)
-        proc = self._ctx.Process(
-            target=worker_main, name=f"runfleet-worker-{index}", daemon=True,
-            args=(index, self.devices[index], self._setup_blob, task_recv, event_send))
-        proc.start()
-        task_recv.close()
-        event_send.close()
+        task_recv, task_send = os.pipe()
+        event_recv, event_send = os.pipe()
+        env = dict(os.environ)  # the worker imports runfleet from where this process does
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH"))
+                                            if p)
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "runfleet.engine.local_worker", str(index),
+                 self.devices[index], str(task_recv), str(event_send)],
+                pass_fds=(task_recv, event_send), stdin=subprocess.DEVNULL, env=env)
+        finally:
+            os.close(task_recv)
+            os.close(event_send)
         self._procs[index] = proc
-        self._tasks[index] = task_send
-        self._events[index] = event_recv
+        self._tasks[index] = Connection(task_send, readable=False)
+        self._events[index] = Connection(event_recv, writable=False)
+        self._locks[index] = lock = threading.Lock()
         self._reported_dead.discard(index)
+        # The setup (datasets included) may be large: hand it over while the worker starts
+        # up, beside the other workers; tasks and messages for it wait on the lock.
+        lock.acquire()
+        threading.Thread(target=self._hand_over, args=(index, lock), daemon=True,
+                         name=f"runfleet-setup-{index}").start()
+
+    def _hand_over(self, index: int, lock: threading.Lock) -> None:
+        try:
+            with contextlib.suppress(OSError, ValueError):  # died: dead_workers() says so
+                self._tasks[index].send_bytes(pickle.dumps(list(sys.path)))
+                self._tasks[index].send_bytes(self._setup_blob)
+        finally:
+            lock.release()
+
+    def _send(self, worker: int, blob: bytes) -> None:
+        with self._locks[worker], contextlib.suppress(OSError, ValueError):
+            self._tasks[worker].send_bytes(blob)
 
     def submit(self, worker: int, task: ChunkTask) -> None:
         """See :meth:`Executor.submit`."""
         # A worker that just died cannot take it: dead_workers() reports it and the
         # controller retries the task, which it still counts as in flight.
-        with contextlib.suppress(OSError, ValueError):
-            self._tasks[worker].send_bytes(cloudpickle.dumps(task))
+        self._send(worker, cloudpickle.dumps(task))
 
     def send(self, worker: int, message: Any) -> None:
         """See :meth:`Executor.send`."""
         if worker in self._reported_dead or self._procs[worker] is None:
             return
-        with contextlib.suppress(OSError, ValueError):  # dead: dead_workers() reports it
-            self._tasks[worker].send_bytes(cloudpickle.dumps(message))
+        self._send(worker, cloudpickle.dumps(message))  # dead: dead_workers() reports it
 
     def poll(self, timeout: float) -> list[Event]:
         """See :meth:`Executor.poll`."""
@@ -111,7 +144,7 @@ class LocalExecutor(Executor):
         """See :meth:`Executor.dead_workers`."""
         dead = []
         for i, proc in enumerate(self._procs):
-            if i in self._reported_dead or proc is None or proc.is_alive():
+            if i in self._reported_dead or proc is None or proc.poll() is None:
                 continue
             self._reported_dead.add(i)
             dead.append(i)
@@ -131,18 +164,16 @@ class LocalExecutor(Executor):
     def shutdown(self) -> None:
         """See :meth:`Executor.shutdown`: ask each worker to exit, kill the ones that do
         not within 10 s."""
-        for i, conn in enumerate(self._tasks):
-            try:
-                if self._procs[i] is not None and self._procs[i].is_alive():
-                    conn.send_bytes(cloudpickle.dumps(None))
-            except (OSError, ValueError):
-                pass
+        for i, proc in enumerate(self._procs):
+            if proc is not None and proc.poll() is None:
+                self._send(i, cloudpickle.dumps(None))
         for proc in self._procs:
             if proc is not None:
-                proc.join(timeout=10)
-                if proc.is_alive():
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
                     proc.kill()
-                    proc.join(timeout=5)
+                    proc.wait(timeout=5)
         for conn in [*self._tasks, *self._events]:
             conn.close()
 
@@ -172,62 +203,3 @@ def worker_threads(devices: list[str]) -> int | None:
     if configured:
         return max(1, int(configured))
     return max(1, (os.cpu_count() or 1) // len(devices))
-
-
-# -- the worker process -------------------------------------------------------------------------
-def worker_main(index: int, device: str, setup_blob: bytes, tasks: Connection,
-                events: Connection) -> None:
-    """Entry point of a local worker process: prepare, report ready, then take tasks from
-    the task pipe until told to stop (``None``) or the controller goes away."""
-    setup: WorkerSetup = cloudpickle.loads(setup_blob)
-    resources = worker.prepare(setup, device)
-    events.send(WorkerReady(index, {"pid": os.getpid(), "device": device}))
-    inbox = Inbox(tasks, setup.checkpoints)
-    while True:
-        try:
-            message = cloudpickle.loads(tasks.recv_bytes())
-        except (EOFError, OSError):
-            return  # the controller went away
-        if isinstance(message, ChunkTask):
-            try:
-                worker.run_task(index, message, resources, setup.checkpoints, events.send,
-                                inbox.should_stop)
-            except worker.ControllerGone:
-                return
-            if inbox.shutdown:
-                return
-        else:
-            inbox.handle(message)
-            if inbox.shutdown:
-                return
-
-
-class Inbox:
-    """Messages that arrive while a chunk trains: stop requests, deleted runs, shutdown."""
-
-    def __init__(self, tasks: Connection, checkpoints: CheckpointStore) -> None:
-        self.tasks = tasks
-        self.checkpoints = checkpoints
-        self.parent = os.getppid()
-        self.stop_ids: set[int] = set()
-        self.shutdown = False
-
-    def handle(self, message: Any) -> None:
-        """Act on one control message."""
-        if message is None:
-            self.shutdown = True
-        elif isinstance(message, StopTask):
-            self.stop_ids.add(message.task_id)
-        elif isinstance(message, DropRun):
-            self.checkpoints.forget(message.run_id)
-
-    def should_stop(self, task_id: int) -> bool:
-        """Checked between steps: a stop for this task (or a shutdown) has arrived."""
-        if os.getppid() != self.parent:
-            raise worker.ControllerGone()
-        try:
-            while self.tasks.poll():
-                self.handle(cloudpickle.loads(self.tasks.recv_bytes()))
-        except (EOFError, OSError):
-            raise worker.ControllerGone() from None
-        return self.shutdown or task_id in self.stop_ids

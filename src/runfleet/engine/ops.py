@@ -19,6 +19,7 @@ import getpass
 import os
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 from runfleet.home import Home
@@ -73,12 +74,24 @@ def request_op(home: Home, project: str, kind: str, run: str | None,
     return homes.get(home).store.add_op(project, kind, run, args, source, actor())
 
 
-def wait_op(home: Home, op_id: int, timeout: float = 30.0, poll: float = 0.05) -> OpRecord:
-    """Wait until the op is applied or rejected (or ``timeout`` passes); return it."""
+def wait_op(home: Home, op_id: int, timeout: float | None = None, poll: float = 0.05,
+            while_alive: Callable[[], bool] | None = None) -> OpRecord:
+    """Wait until the op is applied or rejected and return it; return it still pending
+    when ``timeout`` seconds pass (None: no limit) or when ``while_alive()`` says the
+    controller that would apply it is gone (checked about once a second)."""
     store = homes.get(home).store
-    deadline = time.monotonic() + timeout
+    deadline = None if timeout is None else time.monotonic() + timeout
+    checked = time.monotonic()
     op = store.get_op(op_id)
-    while op.status == OpStatus.PENDING and time.monotonic() < deadline:
+    while op.status == OpStatus.PENDING:
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            break
+        if while_alive is not None and now - checked >= 1.0:
+            checked = now
+            if not while_alive():
+                op = store.get_op(op_id)  # it may have landed just before the end
+                break
         time.sleep(poll)
         op = store.get_op(op_id)
     return op

@@ -230,8 +230,11 @@ def apply_changes(config: Any, changes: Mapping[str, Any]) -> Any:
     """A copy of a concrete ``config`` with ``{"dotted.key": value}`` changes applied.
 
     A key must name an existing field, or an argument the wrapped peft/trl class accepts;
-    anything else raises :class:`SpaceError` naming the key (with a suggestion). Values stay
-    as given; building the real objects later validates them.
+    anything else raises :class:`SpaceError` naming the key (with a suggestion). A value
+    must have the field's type: the type the peft/trl class declares for its arguments
+    (``learning_rate=True`` or ``max_steps="10"`` are refused), else the type of the value
+    it replaces (a number stays a number). A list is replaced whole. Bounds (``max_steps >=
+    1``...) are checked when the trainer plans the run.
     """
     for dotted_key, value in changes.items():
         if isinstance(value, (List, Range)):
@@ -243,6 +246,13 @@ def apply_changes(config: Any, changes: Mapping[str, Any]) -> Any:
 
 def _set_checked(node: Any, path: Path, value: Any, full: str) -> Any:
     key = path[0]
+    where = full[:len(full) - len(".".join(str(p) for p in path))].rstrip(".")
+    if isinstance(node, (list, tuple)):
+        if not (str(key).isdigit() and int(key) < len(node)
+                and isinstance(node[int(key)], (OpenConfig, FitConfig, Mapping))):
+            raise SpaceError(f"{full}: {where} is a list; a clone replaces a list whole, "
+                             f"e.g. {where}={list(node)!r}")
+        key = int(key)
     children = dict(_children(node))
     if isinstance(node, FitConfig):
         known = _accepted(node)
@@ -252,17 +262,99 @@ def _set_checked(node: Any, path: Path, value: Any, full: str) -> Any:
             hint = difflib.get_close_matches(key, sorted(known), n=1)
             raise SpaceError(f"unknown config key {full!r}" +
                              (f" (did you mean {hint[0]!r}?)" if hint else ""))
-    elif key not in children:
+    elif key not in children and key not in _defaults(node):
         hint = [k for k in children if isinstance(k, str) and k.lower() == str(key).lower()]
         options = ", ".join(str(k) for k in children if children[k] is not None)
         raise SpaceError(f"unknown config key {full!r}" +
                          (f" (did you mean {hint[0]!r}?)" if hint else f"; known: {options}"))
     if len(path) == 1:
+        _check_type(node, key, children.get(key, _defaults(node).get(key)), value, full)
         return _replace(node, key, value)
     child = children.get(key)
     if child is None:
         raise SpaceError(f"unknown config key {full!r}: {key!r} is not set")
     return _replace(node, key, _set_checked(child, path[1:], value, full))
+
+
+def _defaults(node: Any) -> dict[str, Any]:
+    """Known keys a config reads as defaults when unset (e.g. TorchConfig's)."""
+    return dict(getattr(type(node), "DEFAULTS", {})) if isinstance(node, OpenConfig) else {}
+
+
+def _check_type(node: Any, key: Any, current: Any, value: Any, full: str) -> None:
+    """Refuse a value of the wrong type for ``key`` of ``node`` (see apply_changes)."""
+    if isinstance(node, FitConfig):
+        hints = _type_hints(node.real_class())
+        if key in hints and not matches_type(value, hints[key]):
+            raise SpaceError(f"{full}: {node.real_class().__name__}.{key} takes "
+                             f"{_describe_type(hints[key])}, got {type(value).__name__} "
+                             f"{value!r}")
+        return
+    if current is None or value is None or isinstance(current, (OpenConfig, FitConfig, Mapping)):
+        return
+    if not matches_type(value, type(current)):
+        raise SpaceError(f"{full}: the value it replaces is {type(current).__name__} "
+                         f"{current!r}, got {type(value).__name__} {value!r}")
+
+
+_hints: dict[type, dict[str, Any]] = {}
+
+
+def _type_hints(cls: type) -> dict[str, Any]:
+    if cls not in _hints:
+        import typing
+
+        try:
+            _hints[cls] = typing.get_type_hints(cls)
+        except Exception:  # a class whose annotations cannot be resolved: no type checks
+            _hints[cls] = {}
+    return _hints[cls]
+
+
+def matches_type(value: Any, annotation: Any) -> bool:
+    """Whether ``value`` fits ``annotation`` (int for float is fine, bool for a number is
+    not; unions, Optional, Literal, Enum, list[...] and dict are understood; anything more
+    exotic is accepted)."""
+    import enum
+    import types
+    import typing
+
+    origin = typing.get_origin(annotation)
+    if annotation is typing.Any or annotation is object:
+        return True
+    if annotation is None or annotation is type(None):
+        return value is None
+    if origin in (typing.Union, types.UnionType):
+        return any(matches_type(value, arm) for arm in typing.get_args(annotation))
+    if origin is typing.Literal:
+        return value in typing.get_args(annotation)
+    if annotation is bool:
+        return isinstance(value, (bool, np.bool_))
+    if annotation is int:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    if annotation is float:
+        return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+            value, (bool, np.bool_))
+    if annotation is str:
+        return isinstance(value, str)
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return isinstance(value, annotation) or value in {m.value for m in annotation}
+    if origin in (list, tuple, set, typing.Sequence) or annotation in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False
+        args = typing.get_args(annotation)
+        return not args or (args[-1] is Ellipsis and not args[:-1]) or all(
+            matches_type(v, args[0]) for v in value)
+    if origin is dict or annotation is dict:
+        return isinstance(value, dict)
+    if isinstance(annotation, type):
+        return isinstance(value, annotation)
+    return True
+
+
+def _describe_type(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
+    return text or str(annotation).replace("typing.", "")
 
 
 def _accepted(node: FitConfig) -> set[str]:

@@ -58,13 +58,15 @@ class ChunkTask:
 
 @dataclass
 class ChunkResult:
-    """What a worker reports when a chunk is done (or stopped early at ``end_step``)."""
+    """What a worker reports when a chunk is done (or stopped early at ``end_step``).
+    ``state_key`` is where the run's state is now; a task stopped before its first step
+    saves nothing and reports the key it started from (None for a fresh run)."""
 
     task_id: int
     run_id: str
     chunk: int
     end_step: int
-    state_key: str
+    state_key: str | None
     timings: dict[str, float] = field(default_factory=dict)
     stopped: bool = False
 

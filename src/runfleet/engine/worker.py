@@ -72,6 +72,9 @@ def run_task(index: int, task: ChunkTask, resources: WorkerResources,
     end = task.start
     stopped = False
     try:
+        if should_stop is not None and should_stop(task.task_id):
+            report(_dropped(index, task, timings))  # stopped before it started: no state
+            return
         t0 = time.perf_counter()
         state: Any = None
         if task.state_key:
@@ -81,6 +84,11 @@ def run_task(index: int, task: ChunkTask, resources: WorkerResources,
         backend = backend_class(spec.trainer)(spec, resources)
         backend.open(state)
         timings["swap_in_s"] = time.perf_counter() - t0
+        if should_stop is not None and should_stop(task.task_id):  # stopped while it opened
+            backend.close()
+            backend = None
+            report(_dropped(index, task, timings))
+            return
         evaluated_at = -1
         for step in range(task.start, task.end):
             if step > task.start and should_stop is not None and should_stop(task.task_id):
@@ -117,6 +125,12 @@ def run_task(index: int, task: ChunkTask, resources: WorkerResources,
                 backend.close()
         report(TaskFailed(index, task.task_id, spec.run_id, f"{type(exc).__name__}: {exc}",
                           traceback.format_exc()))
+
+
+def _dropped(index: int, task: ChunkTask, timings: dict[str, float]) -> ChunkDone:
+    """The report of a task stopped before its first step: the run stays where it was."""
+    return ChunkDone(index, ChunkResult(task.task_id, task.spec.run_id, task.chunk,
+                                        task.start, task.state_key, timings, stopped=True))
 
 
 def _evaluate(index: int, task: ChunkTask, backend: Backend, global_step: int,

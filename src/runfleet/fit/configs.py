@@ -21,6 +21,48 @@ class ConfigError(ValueError):
     """A config key or value is invalid; the message names the key."""
 
 
+def _at_least(low: float, inclusive: bool = True) -> Callable[[float], bool]:
+    return (lambda v: v >= low) if inclusive else (lambda v: v > low)
+
+
+# Bounds of the training settings runfleet reads, whatever class holds them (a TRL config
+# or a TorchConfig): (test, what the value must be).
+TRAINING_BOUNDS: dict[str, tuple[Callable[[float], bool], str]] = {
+    "learning_rate": (_at_least(0, inclusive=False), "> 0"),
+    "max_steps": (lambda v: v == -1 or v >= 1, "-1 (train num_train_epochs) or >= 1"),
+    "num_train_epochs": (_at_least(0, inclusive=False), "> 0"),
+    "per_device_train_batch_size": (_at_least(1), ">= 1"),
+    "per_device_eval_batch_size": (_at_least(1), ">= 1"),
+    "gradient_accumulation_steps": (_at_least(1), ">= 1"),
+    "warmup_steps": (_at_least(0), ">= 0"),
+    "weight_decay": (_at_least(0), ">= 0"),
+    "max_grad_norm": (_at_least(0), ">= 0"),
+    "adam_beta1": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "adam_beta2": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "adam_epsilon": (_at_least(0, inclusive=False), "> 0"),
+    "eval_steps": (_at_least(0, inclusive=False), "> 0"),
+}
+
+LORA_BOUNDS: dict[str, tuple[Callable[[float], bool], str]] = {
+    "r": (_at_least(1), ">= 1"),
+    "lora_alpha": (_at_least(0, inclusive=False), "> 0"),
+    "lora_dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+}
+
+
+def check_bounds(values: Any, bounds: Mapping[str, tuple[Callable[[float], bool], str]],
+                 prefix: str = "") -> None:
+    """Raise :class:`ConfigError` naming the key (``prefix`` + name) of the first value of
+    ``values`` (a mapping or an object with attributes) outside its bounds. Unset (None)
+    values are left to their defaults."""
+    for name, (ok, rule) in bounds.items():
+        value = values.get(name) if isinstance(values, Mapping) else getattr(values, name, None)
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if not ok(value):
+            raise ConfigError(f"{prefix}{name} must be {rule}, got {value!r}")
+
+
 def _accepted_names(cls: type) -> set[str]:
     if dataclasses.is_dataclass(cls):
         return {f.name for f in dataclasses.fields(cls) if f.init}

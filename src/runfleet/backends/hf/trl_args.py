@@ -12,7 +12,14 @@ from typing import Any
 
 from runfleet.engine.backend import RunPlan
 from runfleet.engine.chunking import StepPlan, eval_every
-from runfleet.fit.configs import ConfigError, FitConfig, ModelConfig
+from runfleet.fit.configs import (
+    LORA_BOUNDS,
+    TRAINING_BOUNDS,
+    ConfigError,
+    FitConfig,
+    ModelConfig,
+    check_bounds,
+)
 
 _UNUSED_OUTPUT_DIR = os.path.join(tempfile.gettempdir(), "runfleet-unused")
 
@@ -44,6 +51,7 @@ def plan_run(trainer: str, args_class: type[FitConfig], config: Any, num_example
     if config.peft_config is not None:
         if not isinstance(config.peft_config, FitConfig):
             raise ConfigError("peft_config must be a runfleet.fit.LoraConfig")
+        check_bounds(config.peft_config, LORA_BOUNDS, "peft_config.")
         try:
             config.peft_config.build()
         except ConfigError as exc:
@@ -52,8 +60,7 @@ def plan_run(trainer: str, args_class: type[FitConfig], config: Any, num_example
         args = wrapper.build(output_dir=os.devnull)
     except ConfigError as exc:
         raise ConfigError(f"training_args: {exc}") from exc
-    if not float(args.learning_rate) > 0:
-        raise ConfigError(f"training_args.learning_rate must be > 0, got {args.learning_rate}")
+    check_bounds(args, TRAINING_BOUNDS, "training_args.")
     per_device = (examples_per_device or _per_device)(args)
     steps = StepPlan.build(num_examples=num_examples,
                            batch_size=per_device * int(args.gradient_accumulation_steps),
