@@ -159,16 +159,26 @@ export function query(params: Params): string {
 
 let token: string | null = null;
 
-/** Remember the write token (from the page address printed by `runfleet show`). */
+/** Remember the dashboard token (from the page address printed by `runfleet show`). Every
+ *  API call then sends it (writes always need it; reads do on a non-loopback server). The
+ *  first call that presents it gets an HttpOnly cookie from the server, which opens the
+ *  reads a header cannot be added to: images, the CSV download, the live stream. */
 export function setToken(value: string | null): void {
   token = value;
+}
+
+function authHeaders(): Record<string, string> {
+  return token ? { Authorization: `Bearer ${token}` } : {};
 }
 
 async function call<T>(path: string, params: Params = {}, init: RequestInit = {},
                        signal?: AbortSignal): Promise<T> {
   let res: Response;
+  const headers = { ...authHeaders(), ...((init.headers as Record<string, string>) ?? {}) };
   try {
-    res = await fetch(`/api/${path}${query(params)}`, { ...init, signal });
+    res = await fetch(`/api/${path}${query(params)}`, {
+      ...init, headers, signal, credentials: "same-origin",
+    });
   } catch (err) {
     if ((err as Error).name === "AbortError") throw err;
     throw new ApiError("cannot reach the runfleet server (is `runfleet show` still running?)", 0);
@@ -209,15 +219,16 @@ export const api = {
 };
 
 function writeHeaders(): Record<string, string> {
-  const headers: Record<string, string> = { "Content-Type": "application/json" };
-  if (token) headers.Authorization = `Bearer ${token}`;
-  return headers;
+  return { "Content-Type": "application/json", ...authHeaders() };
 }
 
+/** The address of a media file, for an <img>: no header can be added there, so on a
+ *  server that wants the token for reads, the cookie set by the first API call opens it. */
 export function mediaUrl(project: string, run: string, index: number): string {
   return `/api/media/file${query({ project, run, index })}`;
 }
 
+/** The CSV export's address, for a download link (opened by the cookie, as mediaUrl). */
 export function exportUrl(project: string, runs: string[], keys: string[] = []): string {
   return `/api/export.csv${query({ project, runs: runs.join(","), keys: keys.join(",") })}`;
 }

@@ -329,6 +329,13 @@ async function boot(): Promise<void> {
   } catch {
     setToken(token);
   }
+  if (token) {
+    // Out of the address bar (and so out of bookmarks, screenshots and copied links); the
+    // tab keeps it in sessionStorage for reloads.
+    const url = new URL(window.location.href);
+    url.hash = "";
+    history.replaceState(null, "", url);
+  }
   applyTheme(initialTheme());
   layout();
   document.addEventListener("keydown", onKey);

@@ -9,8 +9,8 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import os
-import re
 import socket
 import time
 from collections.abc import Mapping
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import psutil
+import re2  # type: ignore[import-untyped]  # google-re2: linear-time matching
 
 from runfleet import downsample as ds
 from runfleet.errors import RunNotFoundError
@@ -149,6 +150,64 @@ def _check_filters(filters: Mapping[str, Any]) -> None:
             if bad:
                 raise ValueError(f"unknown filter operator {bad[0]!r} for {field!r}; use "
                                  f"{' '.join(_OPERATORS)}")
+            if "$regex" in cond:
+                compile_pattern(str(cond["$regex"]))  # refused before any run is read
+
+
+MAX_PATTERN = 1000
+"""Longest regular expression accepted by ``$regex`` filters and the dashboard's search."""
+
+
+class PatternError(ValueError):
+    """A regular expression runfleet refuses: too long, or not in RE2's syntax (for
+    example a backreference or a lookaround). The message says which and why."""
+
+
+def compile_pattern(pattern: str, ignore_case: bool = False) -> Any:
+    """``pattern`` compiled by RE2 (the ``google-re2`` package), for :func:`pattern_search`.
+
+    RE2 runs in time linear in the text, whatever the pattern: a pattern such as
+    ``(.*.*.*)*Z``, which makes a backtracking engine (Python's ``re``) run for hours, costs
+    RE2 a single pass. Its syntax is Python's except backreferences, lookaround and ``\\Z``
+    (write ``\\z``). Raises :class:`PatternError` for a pattern over :data:`MAX_PATTERN`
+    characters or one RE2 cannot compile.
+
+    Example:
+        >>> pattern_search(compile_pattern("^run-[0-9]+$"), "run-12")
+        True
+    """
+    if len(pattern) > MAX_PATTERN:
+        raise PatternError(f"regular expression of {len(pattern)} characters: at most "
+                           f"{MAX_PATTERN} are accepted")
+    return _compile(pattern, ignore_case)
+
+
+@functools.lru_cache(maxsize=64)
+def _compile(pattern: str, ignore_case: bool) -> Any:
+    options = re2.Options()
+    options.log_errors = False
+    options.case_sensitive = not ignore_case
+    try:
+        return re2.compile(pattern, options)
+    except UnicodeEncodeError:
+        raise PatternError("regular expression holds a lone surrogate (not text)") from None
+    except re2.error as exc:
+        why = exc.args[0] if exc.args else exc
+        if isinstance(why, bytes):
+            why = why.decode("utf-8", "replace")
+        raise PatternError(f"unsupported regular expression {pattern!r}: {why} (patterns "
+                           f"run on RE2, in linear time: no backreferences or lookaround; "
+                           f"\\z for the end of text)") from None
+
+
+def pattern_search(compiled: Any, text: str) -> bool:
+    """Whether the pattern of :func:`compile_pattern` matches somewhere in ``text``. A lone
+    surrogate in ``text`` (not valid Unicode) is matched as ``?``."""
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        data = text.encode("utf-8", "replace")
+    return compiled.search(data) is not None
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:
@@ -188,7 +247,7 @@ def _op(value: Any, op: str, arg: Any) -> bool:
         if op == "$nin":
             return value not in arg
         if op == "$regex":
-            return re.search(str(arg), str(value)) is not None
+            return pattern_search(compile_pattern(str(arg)), str(value))
     except TypeError:
         return False
     raise ValueError(f"unknown filter operator {op!r}; use $eq $ne $gt $gte $lt $lte $in "

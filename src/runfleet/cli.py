@@ -184,13 +184,17 @@ def _add_show(sub: Any, common: argparse.ArgumentParser) -> None:
         "show", parents=[common], help="open the web dashboard",
         description="Serve the web dashboard of the home: runs, charts, live updates. "
         "Prints the address to open and serves until Ctrl+C. A port in use means the next "
-        "free one is used. Bound to a non-loopback --host, writes need the token printed "
-        "at start.")
+        "free one is used. Every start makes a token, printed once in that address: every "
+        "write (notes, tags, stop, delete, clone) needs it, and so does every read when "
+        "bound to a non-loopback --host.")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=None,
                    help="port to try first (default 7760; 0 picks any free port)")
     p.add_argument("--project", "-p", help="project to open")
+    p.add_argument("--no-token", action="store_true",
+                   help="serve without a token: any account or program that can reach the "
+                   "port may read and write (prints a warning; single-user machines only)")
     p.set_defaults(func=_cmd_show)
 
 
@@ -397,7 +401,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
                        f"pip install 'runfleet[dashboard]'", EXIT_FAILURE) from None
     if args.port is not None and not 0 <= args.port <= 65535:
         raise CliError(f"--port must be between 0 and 65535, got {args.port}")
-    return serve(home=args.dir, host=args.host, port=args.port, project=args.project)
+    return serve(home=args.dir, host=args.host, port=args.port, project=args.project,
+                 no_token=args.no_token)
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 from runfleet.dashboard.app import STATIC_DIR, create_app
 from runfleet.dashboard.server import BackgroundServer
 from tests.conftest import ROOT
-from tests.dashboard.helpers import log_demo
+from tests.dashboard.helpers import auth, log_demo
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -41,8 +41,10 @@ def demo_copy(demo_home: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def client(demo_home: Path) -> Iterator[TestClient]:
-    """The API of the demo home through Starlette's test client (a loopback host)."""
-    with TestClient(create_app(demo_home), base_url="http://127.0.0.1") as c:
+    """The API of the demo home through Starlette's test client (a loopback host), sending
+    the app's token."""
+    app = create_app(demo_home)
+    with TestClient(app, base_url="http://127.0.0.1", headers=auth(app)) as c:
         yield c
 
 
@@ -77,13 +79,14 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def serve() -> Iterator[Any]:
-    """Start a dashboard on a free port for a home: ``serve(home) -> url``."""
+    """Start a dashboard on a free port for a home: ``serve(home) -> BackgroundServer``
+    (``.url``; ``.page_url(project)`` with the token in the fragment; ``.headers()``)."""
     servers: list[BackgroundServer] = []
 
-    def start(home: Path, **kwargs: Any) -> str:
+    def start(home: Path, **kwargs: Any) -> BackgroundServer:
         srv = BackgroundServer(create_app(home, **kwargs)).start()
         servers.append(srv)
-        return srv.url
+        return srv
 
     yield start
     for srv in servers:

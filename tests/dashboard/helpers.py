@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import textwrap
+import time
 from pathlib import Path
+
+from starlette.applications import Starlette
 
 from tests.conftest import PYTHON, subprocess_env
 
@@ -33,6 +37,12 @@ for i, (name, lr, opt) in enumerate({runs}):
 """
 
 
+def auth(app: Starlette) -> dict[str, str]:
+    """Headers carrying the app's token (``create_app`` makes one unless ``no_token``)."""
+    token = app.state.token
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 def run_script(home: Path, script: str, *args: str, timeout: float = 120) -> str:
     """Run a Python script in a fresh process (this checkout's runfleet); return stdout."""
     proc = subprocess.run([PYTHON, "-c", textwrap.dedent(script), str(home), *args],
@@ -56,3 +66,33 @@ for v in values.tolist():
     runfleet.log({"loss": v})
 runfleet.finish()
 """
+
+
+def start_show(home: Path, *args: str) -> tuple[subprocess.Popen[str], list[str]]:
+    """Start ``runfleet show --dir home ARGS`` in a process; return it and the lines it
+    printed up to "Ctrl+C" (the URL line among them)."""
+    proc = subprocess.Popen([PYTHON, "-m", "runfleet", "show", "--dir", str(home), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=subprocess_env())
+    lines: list[str] = []
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line.rstrip())
+        if "Ctrl+C" in line:
+            return proc, lines
+    proc.kill()
+    raise AssertionError(f"runfleet show did not start: {lines}")
+
+
+def stop_show(proc: subprocess.Popen[str]) -> int:
+    """Stop a ``runfleet show`` process with Ctrl+C; return its exit code."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise

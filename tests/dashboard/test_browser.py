@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 import runfleet
+from runfleet.dashboard.server import BackgroundServer
 from tests.conftest import PYTHON, subprocess_env
 from tests.dashboard.conftest import ARTIFACTS
 from tests.dashboard.helpers import DEMO_RUNS, SPIKE_SCRIPT, run_script
@@ -23,8 +24,8 @@ from tests.dashboard.helpers import DEMO_RUNS, SPIKE_SCRIPT, run_script
 LOSS = ".chart[data-key='loss']"
 
 
-def _open(page: Any, url: str, project: str = "demo") -> None:
-    page.goto(f"{url}/?project={project}")
+def _open(page: Any, srv: BackgroundServer, project: str = "demo") -> None:
+    page.goto(srv.page_url(project))
     page.wait_for_selector(f"{LOSS}[data-drawn='1']", timeout=20_000)
 
 
@@ -40,8 +41,8 @@ def _wait_chart(page: Any, key: str, field: str, value: str, timeout: float = 10
 
 def test_page_lists_runs_and_draws_one_series_per_run(serve: Any, page: Any,
                                                       demo_home: Path) -> None:
-    url = serve(demo_home)
-    _open(page, url)
+    srv = serve(demo_home)
+    _open(page, srv)
     assert page.locator("#run-list .run-name").all_inner_texts() == [n for n, _, _ in DEMO_RUNS]
     for key in ("loss", "acc", "epoch"):
         _wait_chart(page, key, "drawn", "1")
@@ -195,8 +196,8 @@ def test_views_detail_theme_and_keyboard(serve: Any, page: Any, demo_copy: Path)
 
 
 def test_options_x_axis_log_scale_and_errors(serve: Any, page: Any, demo_home: Path) -> None:
-    url = serve(demo_home)
-    _open(page, url)
+    srv = serve(demo_home)
+    _open(page, srv)
     page.select_option("#x-axis", "relative")
     page.wait_for_function("() => window.__rf.charts.get('loss').requests >= 2")
     _wait_chart(page, "loss", "drawn", "1")
@@ -210,6 +211,32 @@ def test_options_x_axis_log_scale_and_errors(serve: Any, page: Any, demo_home: P
         [1.5, 2, 3, 4, 4.5]
     page.route("**/api/series**", lambda route: route.fulfill(
         status=400, content_type="application/json", body='{"error": "no such thing"}'))
-    page.goto(f"{url}/?project=demo")
+    page.goto(f"{srv.url}/?project=demo")  # a reload: the tab kept the token
     page.wait_for_selector(f"{LOSS} .notice.error >> text=no such thing")
     assert page.locator(f"{LOSS} button >> text=Retry").count() == 1
+
+
+def test_a_dashboard_that_wants_the_token_for_reads_works_from_its_link(
+        serve: Any, page: Any, browser: Any, demo_copy: Path) -> None:
+    # As `runfleet show --host 0.0.0.0` serves: reads need the token too. The page sends it
+    # on every call; images, the CSV download and the live stream go by the cookie.
+    srv = serve(demo_copy, loopback_only=False)
+    stranger = browser.new_page()  # no token: refused, with the reason on the page
+    stranger.goto(f"{srv.url}/?project=demo")
+    stranger.wait_for_selector("main .notice.error >> text=needs its token")
+    stranger.close()
+    _open(page, srv)
+    assert "token" not in page.url  # out of the address bar once read
+    page.wait_for_selector("#live-status[data-status='live']")
+    with page.expect_download() as download:
+        page.click("#export-csv")
+    with open(download.value.path(), newline="") as fh:
+        assert len(list(csv.DictReader(fh))) > 4 * 2000
+    page.click("#run-list .run-name >> text=run-1")
+    page.wait_for_function("() => [...document.querySelectorAll('.media img')]"
+                           ".some(i => i.complete && i.naturalWidth === 8)")
+    page.fill("#detail-notes", "from afar")
+    page.click("#detail-save")
+    page.wait_for_selector("text=Saved.")
+    with runfleet.Api(demo_copy) as api:
+        assert [r.notes for r in api.runs("demo") if r.name == "run-1"] == ["from afar"]

@@ -29,6 +29,7 @@ from runfleet.engine.space import ENGINE_CONFIG_KEYS
 from runfleet.store.sqlite import SQLiteStore
 from tests.conftest import ROOT, subprocess_env
 from tests.dashboard.conftest import ARTIFACTS
+from tests.dashboard.helpers import auth
 
 CONFIG = {"trainer": "torch", "hidden": 4, "learning_rate": 0.01, "max_steps": 40,
           "num_chunks": 2, "seed": 42, "warm_start": False}
@@ -52,7 +53,8 @@ def ctl_home(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def ctl(ctl_home: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(ctl_home), base_url="http://127.0.0.1:7760") as c:
+    app = create_app(ctl_home)
+    with TestClient(app, base_url="http://127.0.0.1:7760", headers=auth(app)) as c:
         yield c
 
 
@@ -144,7 +146,8 @@ JSON = st.recursive(
           suppress_health_check=list(HealthCheck))
 def test_any_body_on_a_real_run_is_answered_without_5xx(ctl_home: Path, kind: str,
                                                         args: dict[str, Any]) -> None:
-    with TestClient(create_app(ctl_home), base_url="http://127.0.0.1") as c:
+    app = create_app(ctl_home)
+    with TestClient(app, base_url="http://127.0.0.1", headers=auth(app)) as c:
         res = c.post("/api/ops", json={"project": "ctl", "run": "a", "kind": kind,
                                        "args": args})
         assert res.status_code in (200, 400), res.text
@@ -199,7 +202,9 @@ def test_cross_site_and_tokenless_op_writes_are_refused(ctl_home: Path) -> None:
     app = create_app(ctl_home, token="s3cret", loopback_only=False)
     with TestClient(app, base_url="http://10.1.2.3:7760") as c:
         assert c.post("/api/ops", json=body).status_code == 401
-        assert c.get("/api/ops", params={"project": "ctl"}).status_code == 200  # reads open
+        assert c.get("/api/ops", params={"project": "ctl"}).status_code == 401  # reads too
+        assert c.get("/api/ops", params={"project": "ctl"},
+                     headers={"Authorization": "Bearer s3cret"}).status_code == 200
         ok = c.post("/api/ops", json=body, headers={"Authorization": "Bearer s3cret"})
         assert ok.status_code == 200
     with Api(ctl_home) as api:
@@ -289,8 +294,7 @@ def test_dashboard_buttons_control_a_running_experiment(home: Path, serve: Any, 
         first, second = sorted(_runs(home))
         a = _runs(home)[first].id
         _wait(lambda: _runs(home)[first].last_step >= 2, what="the first run to train")
-        url = serve(home)
-        page.goto(f"{url}/?project=ctl")
+        page.goto(serve(home).page_url("ctl"))
         row = f"#run-list li.run[data-run='{a}']"
         page.wait_for_selector(f"{row}[data-status='running'] button[data-op='stop']")
         assert page.locator("#controller-note").is_hidden()

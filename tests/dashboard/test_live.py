@@ -100,7 +100,7 @@ def _read_events(url: str, out: list[tuple[str, Any]], seconds: float) -> None:
 
 
 def test_sse_stream_over_http(home: Path, serve: Any) -> None:
-    url = serve(home)
+    url = serve(home).url
     runs = httpx.get(f"{url}/api/runs", params={"project": "p"}).json()
     events: list[tuple[str, Any]] = []
     reader = threading.Thread(target=_read_events, args=(

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import re
-import signal
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +13,7 @@ import pytest
 
 from runfleet.cli import main
 from runfleet.dashboard.server import bind_socket, dashboard_url
-from tests.conftest import PYTHON, subprocess_env
+from tests.dashboard.helpers import start_show, stop_show
 
 
 @pytest.fixture
@@ -45,36 +43,9 @@ def test_dashboard_url() -> None:
     assert url.endswith("/#token=tok") and "0.0.0.0" not in url
 
 
-def _start_show(home: Path, *args: str) -> tuple[subprocess.Popen[str], list[str]]:
-    proc = subprocess.Popen([PYTHON, "-m", "runfleet", "show", "--dir", str(home), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=subprocess_env())
-    lines: list[str] = []
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line.rstrip())
-        if "Ctrl+C" in line:
-            return proc, lines
-    proc.kill()
-    raise AssertionError(f"runfleet show did not start: {lines}")
-
-
-def _stop(proc: subprocess.Popen[str]) -> int:
-    proc.send_signal(signal.SIGINT)
-    try:
-        return proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
-
-
 def test_runfleet_show_serves_and_skips_a_busy_port(demo_home: Path, busy_port: int) -> None:
     started = time.monotonic()
-    proc, lines = _start_show(demo_home, "--port", str(busy_port), "--project", "demo")
+    proc, lines = start_show(demo_home, "--port", str(busy_port), "--project", "demo")
     try:
         text = "\n".join(lines)
         assert f"port {busy_port} is in use" in text
@@ -86,24 +57,62 @@ def test_runfleet_show_serves_and_skips_a_busy_port(demo_home: Path, busy_port: 
         assert health["ok"] and Path(health["home"]) == demo_home.resolve()
         assert httpx.get(f"{base}/api/projects", timeout=10).json()[0]["name"] == "demo"
     finally:
-        assert _stop(proc) in (0, 130, -2)
+        assert stop_show(proc) in (0, 130, -2)
 
 
 def test_runfleet_show_on_all_interfaces_prints_a_token(demo_home: Path) -> None:
-    proc, lines = _start_show(demo_home, "--host", "0.0.0.0", "--port", "0")
+    proc, lines = start_show(demo_home, "--host", "0.0.0.0", "--port", "0")
     try:
         text = "\n".join(lines)
         token = re.search(r"#token=(\S+)", text)
         assert token is not None and f"writes need the token {token.group(1)}" in text
         port = int(re.search(r":(\d+)/", text).group(1))  # type: ignore[union-attr]
         base = f"http://127.0.0.1:{port}"
-        run = httpx.get(f"{base}/api/runs", params={"project": "demo"}).json()["runs"][0]
+        assert httpx.get(f"{base}/api/runs", params={"project": "demo"}).status_code == 401
+        run = httpx.get(f"{base}/api/runs", params={"project": "demo"},
+                        headers={"Authorization": f"Bearer {token.group(1)}"}
+                        ).json()["runs"][0]
         url = f"{base}/api/run?project=demo&run={run['id']}"
         assert httpx.patch(url, json={"notes": "n"}).status_code == 401
     finally:
-        _stop(proc)
+        stop_show(proc)
 
 
 def test_show_rejects_a_bad_port(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["show", "--port", "70000"]) == 2
     assert "--port must be between" in capsys.readouterr().err
+
+
+def test_runfleet_show_on_loopback_prints_the_token_once_and_writes_need_it(
+        demo_copy: Path) -> None:
+    proc, lines = start_show(demo_copy, "--port", "0", "--project", "demo")
+    try:
+        token = re.search(r"#token=(\S+)", "\n".join(lines))
+        assert token is not None, lines
+        assert [line for line in lines if token.group(1) in line] == [
+            next(line for line in lines if "http://" in line)]  # only on the URL line
+        base = re.search(r"http://[^/\s]+", "\n".join(lines)).group(0)  # type: ignore[union-attr]
+        runs = httpx.get(f"{base}/api/runs", params={"project": "demo"}, timeout=30)
+        assert runs.status_code == 200  # reads on loopback stay open
+        url = f"{base}/api/run?project=demo&run={runs.json()['runs'][0]['id']}"
+        assert httpx.patch(url, json={"notes": "n"}, timeout=30).status_code == 401
+        ok = httpx.patch(url, json={"notes": "n"}, timeout=30,
+                         headers={"Authorization": f"Bearer {token.group(1)}"})
+        assert ok.status_code == 200 and ok.json()["notes"] == "n"
+    finally:
+        stop_show(proc)
+
+
+def test_runfleet_show_no_token_warns_and_takes_writes_without_one(demo_copy: Path) -> None:
+    proc, lines = start_show(demo_copy, "--port", "0", "--no-token")
+    try:
+        text = "\n".join(lines)
+        assert "warning: --no-token" in text and "#token=" not in text
+        base = re.search(r"http://[^/\s]+", text).group(0)  # type: ignore[union-attr]
+        run = httpx.get(f"{base}/api/runs", params={"project": "demo"}, timeout=30
+                        ).json()["runs"][0]
+        res = httpx.patch(f"{base}/api/run?project=demo&run={run['id']}",
+                          json={"notes": "open"}, timeout=30)
+        assert res.status_code == 200 and res.json()["notes"] == "open"
+    finally:
+        stop_show(proc)

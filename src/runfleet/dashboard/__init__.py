@@ -10,7 +10,8 @@ Modules, one job each:
   audit trail;
 * ``live``: Server-Sent Events with new points, run and op changes since a cursor;
 * ``cursor``: the live-update cursor token (steps per run, op position);
-* ``security``: loopback host check, cross-site write refusal, the write token;
+* ``security``: loopback host check, cross-site write refusal, the token (every write,
+  reads off loopback) and its read cookie;
 * ``server``: ``runfleet show`` and ``runfleet.show()``: port choice, token, uvicorn;
 * ``jsonio``: strict JSON (and base64) encoding of numpy arrays.
 

@@ -25,8 +25,8 @@ from starlette.staticfiles import StaticFiles
 
 from runfleet.dashboard import jsonio
 from runfleet.dashboard.query import Query
-from runfleet.dashboard.routes import build_endpoints, routes
-from runfleet.dashboard.security import SecurityMiddleware
+from runfleet.dashboard.routes import build_endpoints, routes, store_failure
+from runfleet.dashboard.security import SecurityMiddleware, new_token
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 NOT_BUILT = """<!doctype html><meta charset="utf-8"><title>runfleet</title>
@@ -36,10 +36,21 @@ NOT_BUILT = """<!doctype html><meta charset="utf-8"><title>runfleet</title>
 
 
 def create_app(home: str | os.PathLike[str] | None = None, *, token: str | None = None,
-               loopback_only: bool = True, static_dir: Path | None = None) -> Starlette:
+               no_token: bool = False, loopback_only: bool = True,
+               static_dir: Path | None = None) -> Starlette:
     """The dashboard app for the home ``home`` (default: ``RUNFLEET_DIR``, else
-    ``~/.runfleet``). ``loopback_only`` answers only loopback host names; ``token``, when
-    set, is required for every write."""
+    ``~/.runfleet``).
+
+    Every write needs ``token`` (``Authorization: Bearer``); without one a fresh random
+    token is made, found as ``app.state.token``. ``no_token=True`` serves with no token at
+    all (``runfleet show --no-token``: anyone who can reach the port may write).
+    ``loopback_only`` answers only loopback host names; with it off (a server bound to
+    another address), reads of the API need the token too. See ``security.py``.
+    """
+    if no_token and token is not None:
+        raise ValueError("create_app: give a token or no_token=True, not both")
+    if not no_token and token is None:
+        token = new_token()
     query = Query(home)
     endpoints = build_endpoints(query)
     static = static_dir or STATIC_DIR
@@ -53,6 +64,9 @@ def create_app(home: str | os.PathLike[str] | None = None, *, token: str | None 
     async def error(request: Request, exc: Exception) -> Response:
         if isinstance(exc, HTTPException):
             return jsonio.json_response({"error": exc.detail}, status=exc.status_code)
+        failure = store_failure(exc, query.db_path)
+        if failure is not None:
+            return jsonio.json_response({"error": failure.message}, status=failure.status)
         # A bug, not a user error: say so without leaking a traceback to the client.
         print(f"runfleet dashboard: internal error on {request.url.path}: "
               f"{type(exc).__name__}: {exc}", file=sys.stderr)
@@ -73,5 +87,6 @@ def create_app(home: str | os.PathLike[str] | None = None, *, token: str | None 
         lifespan=lifespan,
     )
     app.state.query = query
+    app.state.token = token  # None only with no_token
     app.state.stopping = threading.Event()  # set by the server on shutdown: ends live streams
     return app

@@ -23,9 +23,36 @@ ENCODINGS = ("json", "base64")
 
 
 def dumps(payload: Any) -> bytes:
-    """Compact strict JSON bytes (raises ``ValueError`` on NaN: make values safe first)."""
-    return json.dumps(payload, separators=(",", ":"), allow_nan=False,
-                      ensure_ascii=False).encode("utf-8")
+    """Compact strict JSON bytes (raises ``ValueError`` on NaN: make values safe first).
+
+    A lone surrogate in a text (not valid Unicode, so not encodable as UTF-8; an importer or
+    an older runfleet may have stored one) travels as its JSON escape ``\\udXXX``, which
+    every JSON reader accepts, so one such value never breaks a whole listing.
+    """
+    text = json.dumps(payload, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(payload, separators=(",", ":"), allow_nan=False,
+                          ensure_ascii=True).encode("ascii")
+
+
+def has_surrogate(text: str) -> bool:
+    """Whether ``text`` holds a lone surrogate (a code point U+D800..U+DFFF on its own, which
+    is not valid Unicode and cannot be stored or sent as UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def safe_text(text: str) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD, the replacement character (for
+    CSV and other plain-text output)."""
+    if not has_surrogate(text):
+        return text
+    return "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in text)
 
 
 def json_response(payload: Any, status: int = 200,

@@ -14,7 +14,6 @@ number of blocks, not points; a one-point spike still shows, as the max of its b
 from __future__ import annotations
 
 import os
-import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from typing import IO, Any
 import numpy as np
 import numpy.typing as npt
 
-from runfleet.api import X_AXES, Api, ApiRun
+from runfleet.api import X_AXES, Api, ApiRun, PatternError, compile_pattern, pattern_search
 from runfleet.dashboard import jsonio
 from runfleet.dashboard.cursor import encode_cursor
 from runfleet.dashboard.spec import ApiError
@@ -152,6 +151,7 @@ class Query:
         self._api: Api | None = None
         self._lock = threading.Lock()
         self.home_root = self.api.home.root.resolve()
+        self.db_path = self.api.home.db_path
 
     @property
     def api(self) -> Api:
@@ -186,7 +186,7 @@ class Query:
         try:
             return self.api.runs(project, filters=filters, order=order,
                                  include_deleted=include_deleted)
-        except re.error as exc:
+        except PatternError as exc:
             raise ApiError(400, f"bad regular expression in filter: {exc}") from None
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
@@ -206,10 +206,11 @@ class Query:
         if search:
             if regex:
                 try:
-                    pattern = re.compile(search, re.IGNORECASE)
-                except re.error as exc:
-                    raise ApiError(400, f"bad regular expression {search!r}: {exc}") from None
-                runs = [r for r in runs if pattern.search(r.name) or pattern.search(r.id)]
+                    pattern = compile_pattern(search, ignore_case=True)
+                except PatternError as exc:
+                    raise ApiError(400, f"bad regular expression in search: {exc}") from None
+                runs = [r for r in runs
+                        if pattern_search(pattern, r.name) or pattern_search(pattern, r.id)]
             else:
                 needle = search.lower()
                 runs = [r for r in runs if needle in r.name.lower() or needle in r.id.lower()]

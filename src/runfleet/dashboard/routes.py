@@ -2,15 +2,22 @@
 
 Handlers receive validated parameters (see ``spec.py``), run the blocking store work in a
 worker thread, and answer JSON. Every refusal is an :class:`ApiError`, answered as
-``{"error": message}`` with its 4xx status.
+``{"error": message}`` with its 4xx status; a database that cannot be read (damaged, I/O
+error, busy) is a 503 whose message names the file and what to do (see
+:func:`store_failure`), never a traceback. Request bodies are read as a stream and refused
+(413) as soon as they pass :data:`BODY_LIMIT`, before being held whole.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sqlite3
+import sys
 import tempfile
+import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
@@ -23,6 +30,7 @@ from runfleet.dashboard.control import BODY_SCHEMA, Control
 from runfleet.dashboard.cursor import decode_token
 from runfleet.dashboard.query import Query
 from runfleet.dashboard.spec import ApiError, Endpoint, Param, openapi, parse_params
+from runfleet.errors import StoreError
 from runfleet.filters import FilterError, parse_filters
 from runfleet.store.base import RunStatus, StoreBusyError
 from runfleet.version import __version__
@@ -116,8 +124,10 @@ def build_endpoints(query: Query) -> list[Endpoint]:
         return FileResponse(item.path, media_type=item.media_type)
 
     async def export_csv(request: Request, p: dict[str, Any]) -> Response:
+        # surrogatepass: a lone surrogate stored by an importer or an older runfleet
+        # survives the spool and becomes U+FFFD below instead of failing the whole export.
         spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed by the body
-            max_size=8 << 20, mode="w+", newline="", encoding="utf-8")
+            max_size=8 << 20, mode="w+", newline="", encoding="utf-8", errors="surrogatepass")
         try:
             await _blocking(lambda: query.export_csv(p["project"], p["runs"] or [],
                                                      p["keys"] or None, spool))
@@ -130,7 +140,7 @@ def build_endpoints(query: Query) -> list[Endpoint]:
         async def body() -> AsyncIterator[bytes]:
             try:
                 while chunk := await _blocking(lambda: spool.read(1 << 20)):
-                    yield chunk.encode("utf-8")
+                    yield jsonio.safe_text(chunk).encode("utf-8")
             finally:
                 spool.close()
 
@@ -155,9 +165,13 @@ def build_endpoints(query: Query) -> list[Endpoint]:
         cursor, ops_from = decode_token(token) if token else ({}, None)
         if ops_from is None:
             ops_from = p["ops_from"]
-        watcher = await _blocking(lambda: live.LiveWatcher(query.api, p["project"],
-                                                           p["runs"] or None, cursor,
-                                                           ops_from))
+
+        def open_watcher() -> live.LiveWatcher:
+            query.check_project(p["project"])  # 404, as the other endpoints answer
+            return live.LiveWatcher(query.api, p["project"], p["runs"] or None, cursor,
+                                    ops_from)
+
+        watcher = await _blocking(open_watcher)
         stopping = getattr(request.app.state, "stopping", None)
         return StreamingResponse(live.event_stream(watcher, p["max_seconds"], stopping),
                                  media_type="text/event-stream",
@@ -174,10 +188,12 @@ def build_endpoints(query: Query) -> list[Endpoint]:
         Endpoint("/api/runs", "GET", "Runs of a project, filtered and sorted", (
             PROJECT,
             Param("search", description="text in the run name or id (case-insensitive)"),
-            Param("regex", "boolean", default=False, description="search is a regex"),
+            Param("regex", "boolean", default=False, description="search is a regular "
+                  "expression (RE2 syntax: linear time, no backreferences or lookaround)"),
             Param("status", "multi", enum=tuple(RunStatus), description="keep these statuses"),
             Param("filter", "multi", description="FIELD<op>VALUE with op = != > >= < <= or "
-                  "~ (regex), e.g. config.lr=0.001 or summary.acc>=0.9; repeatable"),
+                  "~ (RE2 regular expression), e.g. config.lr=0.001 or summary.acc>=0.9; "
+                  "repeatable"),
             Param("sort", description="field to sort by, '-' first for descending, e.g. "
                   "-summary.acc, name, created"),
             Param("limit", "integer", default=1000, minimum=1, maximum=10_000),
@@ -260,17 +276,101 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _too_large() -> ApiError:
+    return ApiError(413, f"request body over {BODY_LIMIT} bytes: refused")
+
+
 async def _json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if len(raw) > BODY_LIMIT:
-        raise ApiError(413, f"request body over {BODY_LIMIT} bytes")
+    """The request's JSON object body, read as a stream: a declared ``Content-Length`` over
+    :data:`BODY_LIMIT` is refused before anything is read, and a body without one (chunked)
+    is cut as soon as it passes the limit, so a large body is never held whole (the server
+    discards the rest of it). Any text in it holding a lone surrogate is refused, naming the
+    field."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > BODY_LIMIT:
+                raise _too_large()
+        except ValueError:
+            raise ApiError(400, "invalid Content-Length header") from None
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > BODY_LIMIT:
+            raise _too_large()
+        parts.append(chunk)
     try:
-        body = json.loads(raw, parse_constant=_no_constant)
+        body = json.loads(b"".join(parts), parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError(400, "request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise ApiError(400, "request body must be a JSON object")
+    where = _surrogate_field(body)
+    if where is not None:
+        raise ApiError(400, f"field {where!r} holds a lone surrogate (a \\udXXX escape on "
+                            f"its own), which is not valid Unicode text")
     return body
+
+
+def _surrogate_field(value: Any, path: str = "") -> str | None:
+    """Where in a parsed JSON value a text (or object key) holds a lone surrogate, as a path
+    like ``tags[2]`` or ``args.changes.lr``; None when nowhere."""
+    if isinstance(value, str):
+        return (path or "body") if jsonio.has_surrogate(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = f"{path}.{key}" if path else str(key)
+            if jsonio.has_surrogate(key):
+                return name
+            found = _surrogate_field(item, name)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _surrogate_field(item, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
+def store_failure(exc: BaseException, db_path: Path) -> ApiError | None:
+    """The 503 answer for a database that cannot be read, naming ``db_path`` and what to do;
+    None when ``exc`` is not such a failure (a bug: the caller answers a plain 500).
+
+    A damaged file (SQLite's ``database disk image is malformed``, a point blob that no
+    longer decompresses) stays damaged until someone recovers it; I/O errors and a busy
+    database may pass.
+    """
+    if isinstance(exc, StoreBusyError):
+        return ApiError(503, f"the runfleet database {db_path} is busy (locked by a "
+                             f"writer for too long); try again in a moment")
+    if isinstance(exc, StoreError):
+        return ApiError(503, f"the runfleet database cannot be used: {exc}")
+    damaged = isinstance(exc, zlib.error)
+    if isinstance(exc, sqlite3.DatabaseError) and not isinstance(
+            exc, (sqlite3.ProgrammingError, sqlite3.InterfaceError, sqlite3.IntegrityError)):
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        damaged = (name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
+                   or "malformed" in str(exc) or "not a database" in str(exc))
+        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+            return ApiError(503, f"the runfleet database {db_path} is busy; try again in a "
+                                 f"moment")
+        if name.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_FULL",
+                            "SQLITE_READONLY", "SQLITE_PERM", "SQLITE_NOMEM")):
+            return ApiError(503, f"cannot read the runfleet database {db_path}: {exc}. Check "
+                                 f"the disk and the file's permissions, then reload")
+    if not damaged:
+        return None
+    return ApiError(503, f"the runfleet database {db_path} is damaged ({exc}): part of it "
+                         f"cannot be read. Stop the programs that use it, keep a copy, and "
+                         f"recover what SQLite can still read, e.g. `sqlite3 {db_path} "
+                         f".recover | sqlite3 recovered.db`, or restore a backup")
+
+
+def _db_path(request: Request) -> Path:
+    query = getattr(request.app.state, "query", None)
+    return Path(getattr(query, "db_path", "runfleet.db"))
 
 
 def routes(endpoints: Sequence[Endpoint]) -> list[Route]:
@@ -290,5 +390,12 @@ def _dispatch(methods: dict[str, Endpoint]) -> Callable[[Request], Any]:
             return await ep.handler(request, params)
         except ApiError as exc:
             return jsonio.json_response({"error": exc.message}, status=exc.status)
+        except (sqlite3.DatabaseError, StoreError, StoreBusyError, zlib.error) as exc:
+            failure = store_failure(exc, _db_path(request))
+            if failure is None:
+                raise
+            print(f"runfleet dashboard: {request.url.path}: {failure.message}",
+                  file=sys.stderr)
+            return jsonio.json_response({"error": failure.message}, status=failure.status)
 
     return endpoint

@@ -1,7 +1,9 @@
-"""``runfleet show``: pick a port, make a token when needed, and serve the app with uvicorn.
+"""``runfleet show``: pick a port, make the token, and serve the app with uvicorn.
 
 A port in use means the next one is tried (up to :data:`PORT_TRIES`); whatever holds a port
-is never touched. Bound to a non-loopback host, writes need a token printed at start.
+is never touched. Every start makes a fresh token, printed once in the URL shown (in its
+fragment, which browsers never send to servers); writes need it, and reads too when bound
+to a non-loopback host (see ``security.py``). ``no_token`` turns it off, with a warning.
 
 Example:
     >>> from runfleet.dashboard.server import serve
@@ -131,13 +133,23 @@ class BackgroundServer:
 
     def __init__(self, app: Starlette, host: str = DEFAULT_HOST, port: int = 0) -> None:
         self.sock = bind_socket(host, port)
+        self.host = host
         self.port = int(self.sock.getsockname()[1])
         self.url = f"http://{host}:{self.port}"
+        self.token: str | None = getattr(app.state, "token", None)
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                                 timeout_graceful_shutdown=1)
         self.server = _Server(config, app)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
                                        name="runfleet-dashboard", daemon=True)
+
+    def page_url(self, project: str | None = None) -> str:
+        """The page's address with the token in its fragment (as ``runfleet show`` prints)."""
+        return dashboard_url(self.host, self.port, project, self.token)
+
+    def headers(self) -> dict[str, str]:
+        """``Authorization`` headers carrying the token (empty without one), for clients."""
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     def start(self) -> BackgroundServer:
         """Start serving; return once the server accepts connections."""
@@ -166,22 +178,38 @@ class BackgroundServer:
 
 def serve(home: str | os.PathLike[str] | None = None, host: str = DEFAULT_HOST,
           port: int | None = None, project: str | None = None,
-          out: IO[str] | None = None) -> int:
-    """Serve the dashboard of ``home`` until interrupted; return an exit code."""
+          out: IO[str] | None = None, no_token: bool = False,
+          err: IO[str] | None = None) -> int:
+    """Serve the dashboard of ``home`` until interrupted; return an exit code.
+
+    A fresh token is made and printed once, in the URL line (nowhere else); ``no_token``
+    serves without one and prints a warning to ``err`` (default: standard error).
+    """
     out = out or sys.stdout
+    err = err or sys.stderr
     resolved = Home.resolve(home)
     loopback = is_loopback(host)
-    token = None if loopback else new_token()
-    app = create_app(resolved.root, token=token, loopback_only=loopback)
+    token = None if no_token else new_token()
+    app = create_app(resolved.root, token=token, no_token=no_token, loopback_only=loopback)
     sock = bind_socket(host, DEFAULT_PORT if port is None else port)
     actual = int(sock.getsockname()[1])
     wanted = DEFAULT_PORT if port is None else port
     if wanted not in (0, actual):
         print(f"port {wanted} is in use; using {actual}", file=out)
+    if no_token:
+        who = ("anyone who can reach this address" if not loopback
+               else "every account and program on this machine")
+        print(f"runfleet show: warning: --no-token: {who} can read runs and stop, delete "
+              f"or edit them through this dashboard, recorded under your name. Use it only "
+              f"on a single-user machine.", file=err, flush=True)
     print(f"runfleet dashboard for {resolved.root}", file=out)
-    print(f"  {dashboard_url(host, actual, project, token)}", file=out)
+    url = dashboard_url(host, actual, project, token)
     if token:
-        print(f"  writes need the token {token} (already in the link above)", file=out)
+        # The one line holding the token: the link, and the token itself for API clients.
+        needs = "writes need" if loopback else "reads and writes need"
+        print(f"  {url}  ({needs} the token {token}: it is in this link)", file=out)
+    else:
+        print(f"  {url}", file=out)
     print("  press Ctrl+C to stop", file=out, flush=True)
     stop = threading.Event()
     threading.Thread(target=fill_summaries, args=(resolved.db_path, stop),
@@ -197,7 +225,9 @@ def serve(home: str | os.PathLike[str] | None = None, host: str = DEFAULT_HOST,
 
 
 def show(project: str | None = None, dir: Any = None, host: str = DEFAULT_HOST,
-         port: int | None = None, **kwargs: Any) -> None:
+         port: int | None = None, no_token: bool = False, **kwargs: Any) -> None:
     """Serve the dashboard (like ``runfleet show``) until interrupted: ``runfleet.show``.
-    trackio's ``show(project=...)`` works unchanged (its other arguments are ignored)."""
-    serve(home=dir, host=host, port=port, project=project)
+    It prints the URL to open, holding a fresh token; ``no_token=True`` serves without one
+    (with a warning; single-user machines only). trackio's ``show(project=...)`` works
+    unchanged (its other arguments are ignored)."""
+    serve(home=dir, host=host, port=port, project=project, no_token=no_token)

@@ -173,6 +173,12 @@ def parse_params(request: Request, params: Sequence[Param]) -> dict[str, Any]:
     return values
 
 
+# Answers every endpoint may give: bad parameters, a missing token (reads of a dashboard
+# bound to a non-loopback address need it; see security.py), an unreadable database.
+COMMON_RESPONSES = {400: "invalid parameter",
+                    401: "token required (Authorization: Bearer <token>)",
+                    503: "the database cannot be read now (damaged, I/O error or busy)"}
+
 _ERROR_SCHEMA = {"type": "object", "properties": {"error": {"type": "string"}},
                  "required": ["error"]}
 
@@ -184,7 +190,7 @@ def openapi(endpoints: Sequence[Endpoint], version: str) -> dict[str, Any]:
         responses: dict[str, Any] = {}
         ok = {"description": "success", "content": {ep.content_type: {"schema": {}}}}
         responses["200"] = ok
-        for status, text in {400: "invalid parameter", **ep.responses}.items():
+        for status, text in {**COMMON_RESPONSES, **ep.responses}.items():
             responses[str(status)] = {
                 "description": text,
                 "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
@@ -210,7 +216,9 @@ def openapi(endpoints: Sequence[Endpoint], version: str) -> dict[str, Any]:
                  "description": "Read access to a runfleet home: projects, runs, series "
                  "downsampled for charts, media, CSV export, and live updates by "
                  "Server-Sent Events; writes of run notes and tags and of control ops "
-                 "(stop, resume, delete, clone) for an experiment's controller. Errors are "
-                 "JSON objects {\"error\": message} with a 4xx status."},
+                 "(stop, resume, delete, clone) for an experiment's controller. Every write "
+                 "needs the token `runfleet show` prints (Authorization: Bearer <token>); "
+                 "reads need it too when the dashboard is bound to a non-loopback address. "
+                 "Errors are JSON objects {\"error\": message} with a 4xx or 503 status."},
         "paths": paths,
     }
