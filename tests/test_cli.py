@@ -13,6 +13,7 @@ import pytest
 
 import runfleet
 from runfleet.cli import main
+from tests.conftest import subprocess_env
 from runfleet.export import read_long
 from runfleet.filters import parse_filters
 
@@ -269,3 +270,18 @@ def test_export_of_a_database_damaged_in_the_middle_fails_with_one_message(tmp_p
         assert len(lines) == 1 and lines[0].startswith("runfleet: error: "), proc.stderr
         assert str(db) in lines[0] and "damaged" in lines[0] and ".recover" in lines[0]
     assert not out.exists()  # a half-written export is not left behind
+
+
+def test_runs_table_escapes_a_stored_lone_surrogate(tmp_path: Path) -> None:
+    """A value the tracker refuses today may be in an older home: the listing still prints."""
+    from runfleet.store.sqlite import SQLiteStore
+
+    home = tmp_path / "home"
+    home.mkdir()
+    store = SQLiteStore.open(home / "runfleet.db")
+    store.create_run("odd", "run1", "plain", config={"note": "x\udc80y"})
+    store.close()
+    out = subprocess.run([sys.executable, "-m", "runfleet", "runs", "--project", "odd", "--dir",
+                          str(home)], capture_output=True, text=True, env=subprocess_env())
+    assert out.returncode == 0, out.stderr
+    assert "x\\udc80y" in out.stdout

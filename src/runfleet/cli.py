@@ -500,10 +500,17 @@ def _print_runs_table(records: list[dict[str, Any]]) -> None:
     for r in records:
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"]))
         last = "" if r["last_step"] < 0 else str(r["last_step"])
-        table.add_row(r["id"], r["name"], r["project"], r["status"], r["group"] or "",
-                      created, last, *(_cell(r["config"].get(k)) for k in config_keys),
-                      *(_cell(r["summary"].get(k)) for k in summary_keys))
+        cells = [r["id"], r["name"], r["project"], str(r["status"]), r["group"] or "", created,
+                 last, *(_cell(r["config"].get(k)) for k in config_keys),
+                 *(_cell(r["summary"].get(k)) for k in summary_keys)]
+        table.add_row(*(_printable(c) for c in cells))
     console.print(table)
+
+
+def _printable(text: str) -> str:
+    """``text`` with anything UTF-8 cannot encode (a lone surrogate stored by an older
+    version or an importer) escaped, so one odd value never breaks the listing."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 # -- export ----------------------------------------------------------------------------------
