@@ -13,9 +13,9 @@ import pytest
 
 import runfleet
 from runfleet.cli import main
-from tests.conftest import subprocess_env
 from runfleet.export import read_long
 from runfleet.filters import parse_filters
+from tests.conftest import subprocess_env
 
 SUBCOMMANDS = ["runs", "export", "import", "import trackio", "import csv", "import tensorboard",
                "show", "demo",
