@@ -546,7 +546,8 @@ def _wide_frame(series: list[Series]) -> pd.DataFrame:
     merged = frames[0]
     for f in frames[1:]:
         merged = merged.merge(f, on=["_step", "_occ"], how="outer", sort=False)
-    merged = merged.sort_values(["_step", "_occ"], kind="stable", ignore_index=True)
+    # one block per column after many merges: consolidate before inserting columns
+    merged = merged.sort_values(["_step", "_occ"], kind="stable", ignore_index=True).copy()
     tcols = [c for c in merged.columns if str(c).startswith("_t_")]
     stamps = merged[tcols].to_numpy(dtype=np.float64)
     with np.errstate(all="ignore"):

@@ -39,7 +39,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from runfleet import plugins
 from runfleet.engine.chunking import StepPlan
@@ -72,7 +72,14 @@ class RunPlan:
 
 
 class Backend(abc.ABC):
-    """Plans and trains runs of one trainer; see the module docstring for the contract."""
+    """Plans and trains runs of one trainer; see the module docstring for the contract.
+
+    ``task`` says which front door runs it: ``"fit"`` (``Experiment.run_fit``: the
+    examples are training rows) or ``"eval"`` (``Experiment.run_evals``: the examples are
+    eval queries, a chunk is a shard of them, nothing is trained).
+    """
+
+    task: ClassVar[str] = "fit"
 
     def __init__(self, spec: RunSpec, resources: WorkerResources) -> None:
         self.spec = spec
@@ -93,6 +100,13 @@ class Backend(abc.ABC):
         """Raise ``ValueError`` with the reason if a run with the flattened config ``child``
         cannot start from the state of a run with ``parent`` (e.g. other weight shapes).
         The default accepts every pair; :meth:`open` still checks what it loads."""
+        return None
+
+    @classmethod
+    def summarize(cls, history: Any) -> dict[str, Any] | None:
+        """A run's columns in the experiment's results table, from its tracked history (a
+        DataFrame: one row per step, one column per key). None (the default): every
+        metric's last value and its best."""
         return None
 
     # -- the recipe (a worker) -----------------------------------------------------------------

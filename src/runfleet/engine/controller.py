@@ -455,7 +455,7 @@ class Controller:
         progress = [RunProgress(r.index, r.spec.run_id, r.chunks_done, r.num_chunks,
                                 r.active and not r.waiting_ops,
                                 {c: m[metric] for c, m in r.metric_at_chunk.items()
-                                 if metric in m})
+                                 if metric in m}, r.metric_at_chunk)
                     for r in self.runs]
         return [d for d in self.stopping.decide(progress) if d.run_id in self.by_id]
 

@@ -12,9 +12,10 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runfleet.engine import planning, recovery, results
+from runfleet.engine import evals, planning, recovery, results
 from runfleet.engine.checkpoint import CheckpointStore, LocalCheckpointStore
 from runfleet.engine.controller import Controller, EngineError, EngineRun, OpError
 from runfleet.engine.executor import Executor, make_executor
@@ -112,6 +113,16 @@ class Experiment:
         """The experiment's checkpoint store (files under its folder)."""
         return LocalCheckpointStore(self.dir / "checkpoints")
 
+    def rag_cache_dir(self) -> Path:
+        """Where RAG stage artefacts are cached: what :meth:`run_evals` recorded, else
+        ``<home>/rag-cache`` (shared by every experiment of the home)."""
+        meta = self.dir / META_FILE
+        if meta.exists():
+            recorded = json.loads(meta.read_text()).get("rag_cache")
+            if recorded:
+                return Path(recorded)
+        return self.home.root / "rag-cache"
+
     # -- running --------------------------------------------------------------------------------
     def run_fit(self, space: Any, create_model_fn: Callable[..., Any], train_dataset: Any,
                 eval_dataset: Any = None, num_chunks: int = 4, seed: int = 42,
@@ -141,8 +152,58 @@ class Experiment:
         self._check_not_driven()
         if resume and (self.dir / recovery.STATE_FILE).exists():
             return self.resume_all(workers=workers, progress=progress, executor=executor)
-        trainer, configs = planning.expand(space)
-        planned = planning.plan_runs(trainer, configs, len(train_dataset), num_chunks, seed)
+        trainer, configs = planning.expand(space, task="fit")
+        setup = WorkerSetup(create_model_fn, train_dataset, eval_dataset, self.checkpoints(),
+                            trainer)
+        return self._start(trainer, configs, setup, len(train_dataset), num_chunks, seed,
+                           policy, stopping, executor, workers, progress)
+
+    def run_evals(self, space: Any, corpus: Any, queries: Any, qrels: Any = None,
+                  answers: Any = None, num_shards: int = 8, seed: int = 0,
+                  workers: int | None = None, progress: bool = True,
+                  policy: SchedulingPolicy | None = None, stopping: Stopping = None,
+                  resume: bool = False, executor: Executor | str | None = None,
+                  cache_dir: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+        """Evaluate every RAG config of ``space`` at once, shard by shard; return
+        :meth:`results` (per metric its mean and 95% interval over the whole eval set).
+
+        ``corpus`` (``_id``, ``text``, optional ``title``), ``queries`` (``_id``, ``text``),
+        ``qrels`` (``{query_id: {doc_id: grade}}``) and ``answers`` (``{query_id:
+        [reference, ...]}``) may be lists of dicts, pandas DataFrames or
+        ``datasets.Dataset`` s; :func:`runfleet.rag.load_beir` reads a BEIR folder. They are
+        checked before any work. The queries are shuffled once with ``seed`` and cut into
+        ``num_shards`` shards: every config sees them in the same order, so configs compare
+        query by query. The unit of work is (run, next shard), on the same controller,
+        executor, ops and progress table as :meth:`run_fit`; stop, resume, delete and
+        clone (any key, chunker and embedder included) work the same way.
+
+        Passages, embeddings and indexes are computed once per distinct (corpus, chunker)
+        and (passages, embedder) and kept under ``cache_dir`` (default
+        ``<home>/rag-cache``), where a resumed run, a clone and later experiments find them
+        (:meth:`stage_stats`).
+        """
+        from runfleet.rag.data import eval_set
+        from runfleet.rag.inputs import RagInputs
+
+        self._check_not_driven()
+        if resume and (self.dir / recovery.STATE_FILE).exists():
+            return self.resume_all(workers=workers, progress=progress, executor=executor)
+        trainer, configs = planning.expand(space, task="eval")
+        data = RagInputs(eval_set(corpus, queries, qrels=qrels, answers=answers),
+                         Path(cache_dir) if cache_dir is not None else self.rag_cache_dir(),
+                         self.name)
+        setup = WorkerSetup(None, data, data, self.checkpoints(), trainer)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._write_meta(rag_cache=str(data.cache_dir))
+        return self._start(trainer, configs, setup, len(data), num_shards, seed, policy,
+                           stopping, executor, workers, progress)
+
+    def _start(self, trainer: str, configs: list[Any], setup: WorkerSetup, num_examples: int,
+               num_chunks: int, seed: int, policy: SchedulingPolicy | None,
+               stopping: Stopping, executor: Executor | str | None, workers: int | None,
+               progress: bool) -> pd.DataFrame:
+        """Plan every config, start a tracked run for each, and drive them."""
+        planned = planning.plan_runs(trainer, configs, num_examples, num_chunks, seed)
         stopping_obj = stopping_policy(stopping) if stopping is not None else None
         executor_obj = make_executor(executor, workers)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -159,8 +220,6 @@ class Experiment:
                            plan=run.plan.steps, seed=seed, eval_steps=run.plan.eval_steps)
             runs.append(EngineRun(index=i, spec=spec, name=name, config=run.flat,
                                   tracker=tracker))
-        setup = WorkerSetup(create_model_fn, train_dataset, eval_dataset, self.checkpoints(),
-                            trainer)
         saved = recovery.SavedExperiment(setup, trainer, num_chunks, seed, policy,
                                          stopping_obj, [recovery.SavedRun.of(r) for r in runs])
         return self._drive(saved, runs, progress, executor_obj)
@@ -362,6 +421,27 @@ class Experiment:
         if isinstance(source, str) and source == "runfleet":
             return results.results_table(self.home.root, self.name)
         return results.results_from_sink(self._source_sink(source), self.name)
+
+    def rankings(self, run_id: str) -> pd.DataFrame:
+        """An eval run's document rankings: ``query_id, doc_id, rank, score`` (rank 1 is
+        best), for every query done so far."""
+        return evals.rankings(self.home.root, self.name, run_id)
+
+    def per_query(self, run_id: str) -> pd.DataFrame:
+        """An eval run's per-query table: query id, its metrics, the passages retrieved and
+        the answer, for every query done so far."""
+        return evals.per_query(self.home.root, self.name, run_id)
+
+    def compare(self, run_a: str, run_b: str, metric: str) -> dict[str, float]:
+        """The mean of per-query differences ``metric(a) - metric(b)`` over the queries both
+        runs have done (the same queries in the same order), with its 95% interval for
+        the whole eval set: ``{"mean", "ci_low", "ci_high", "n", "population"}``."""
+        return evals.compare(self.home.root, self.name, run_a, run_b, metric)
+
+    def stage_stats(self) -> pd.DataFrame:
+        """Per RAG stage artefact (passages, embeddings, indexes ...): ``stage, key,
+        computed, reused, seconds`` (seconds spent computing it)."""
+        return evals.stage_stats(self.rag_cache_dir(), self.name)
 
     def _source_sink(self, source: str | Sink) -> Sink:
         if isinstance(source, Sink):

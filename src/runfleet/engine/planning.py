@@ -28,9 +28,10 @@ class PlannedRun:
     flat: dict[str, Any]
 
 
-def expand(space: Any) -> tuple[str, list[Any]]:
+def expand(space: Any, task: str = "fit") -> tuple[str, list[Any]]:
     """The trainer name and the concrete configs of ``space`` (a :class:`GridSearch`, a
-    :class:`RandomSearch`, or one config); the trainer must be installed."""
+    :class:`RandomSearch`, or one config); the trainer must be installed and do ``task``
+    (``"fit"`` for ``run_fit``, ``"eval"`` for ``run_evals``)."""
     if isinstance(space, (GridSearch, RandomSearch)):
         configs, trainer = space.expand(), space.trainer or _default_trainer(space.space)
     elif isinstance(space, OpenConfig):
@@ -38,7 +39,11 @@ def expand(space: Any) -> tuple[str, list[Any]]:
     else:
         raise TypeError(f"an experiment needs a GridSearch, RandomSearch or a config such as "
                         f"ModelConfig, got {type(space).__name__}")
-    backend_class(trainer)  # an unknown name fails here, naming the installed trainers
+    backend = backend_class(trainer)  # an unknown name fails here, naming those installed
+    if backend.task != task:
+        door = {"fit": "run_fit", "eval": "run_evals"}
+        raise ValueError(f"trainer {trainer!r} is for {door.get(backend.task, backend.task)}, "
+                         f"not {door.get(task, task)}")
     if not configs:
         raise SpaceError("the search space is empty")
     return trainer, configs

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from runfleet import plugins
@@ -59,7 +59,9 @@ class FairRoundRobin(SchedulingPolicy):
 
 @dataclass
 class RunProgress:
-    """What a stopping policy knows about a run: its metric at the end of each chunk."""
+    """What a stopping policy knows about a run: its metric (the policy's ``metric``) at
+    the end of each chunk, and every metric's last value at the end of each chunk (for
+    policies that judge several, e.g. an interval's two ends)."""
 
     index: int
     run_id: str
@@ -67,6 +69,7 @@ class RunProgress:
     num_chunks: int
     active: bool  # still training (not stopped, failed, completed or deleted)
     metric_by_chunk: dict[int, float]  # chunks done -> metric value at that point
+    values_by_chunk: dict[int, dict[str, float]] = field(default_factory=dict)
 
 
 class StopDecision(NamedTuple):

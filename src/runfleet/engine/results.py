@@ -81,13 +81,17 @@ def results_from_sink(sink: Sink, project: str) -> pd.DataFrame:
 
 
 def result_row(head: dict[str, Any], history: pd.DataFrame) -> dict[str, Any]:
-    """``head`` plus, for every metric column of ``history``, its last value
-    (``last_<key>``) and, except for learning rate and gradient norm, its best
-    (``best_<key>``: lowest for losses, highest otherwise)."""
+    """``head`` plus the run's result columns: what its trainer's backend makes of its
+    history (:meth:`~runfleet.engine.backend.Backend.summarize`), else, for every metric
+    column, its last value (``last_<key>``) and, except for learning rate and gradient norm,
+    its best (``best_<key>``: lowest for losses, highest otherwise)."""
     import numpy as np
     import pandas as pd
 
     row = dict(head)
+    summary = _backend_summary(head.get("trainer"), history)
+    if summary is not None:
+        return {**row, **summary}
     for key in _metric_columns(history.columns):
         values = pd.to_numeric(history[key], errors="coerce").dropna()
         if values.empty:
@@ -98,6 +102,18 @@ def result_row(head: dict[str, Any], history: pd.DataFrame) -> dict[str, Any]:
         lower = any(word in str(key) for word in _LOWER_IS_BETTER)
         row[f"best_{key}"] = float(np.min(values) if lower else np.max(values))
     return row
+
+
+def _backend_summary(trainer: Any, history: pd.DataFrame) -> dict[str, Any] | None:
+    from runfleet.engine.backend import backend_class
+
+    if not isinstance(trainer, str):
+        return None
+    try:
+        backend = backend_class(trainer)
+    except (ImportError, ValueError, TypeError):  # not installed here: the default table
+        return None
+    return backend.summarize(history)
 
 
 def _metric_columns(columns: Iterable[Any]) -> list[Any]:

@@ -182,3 +182,41 @@ class Config(MutableMapping[str, Any]):
         """A plain-dict copy."""
         with self._lock:
             return dict(self._values)
+
+
+#: What a stored config shows instead of a secret.
+REDACTED = "[redacted]"
+_SECRET_WORDS = frozenset({"api_key", "apikey", "token", "secret", "password", "passwd",
+                           "access_key", "private_key", "auth"})
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a config key (its last dotted part) names a secret: ``api_key``, ``token``,
+    ``secret``, ``password`` and the like, alone or as a word of the key
+    (``hf_token``, ``db_password``). ``api_key_env`` (the *name* of a variable holding the
+    key) and words that only contain one (``max_tokens``, ``tokenizer``) are not secrets.
+
+    >>> [is_secret_key(k) for k in ("api_key", "generator.hf_token", "api_key_env", "max_tokens")]
+    [True, True, False, False]
+    """
+    last = str(key).rsplit(".", 1)[-1].lower().replace("-", "_")
+    if last.endswith("_env"):
+        return False
+    words = last.split("_")
+    pairs = {"_".join(words[i:i + 2]) for i in range(len(words) - 1)}
+    return last in _SECRET_WORDS or bool(_SECRET_WORDS & (set(words) | pairs))
+
+
+def redact_secrets(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a config whose values under secret keys (:func:`is_secret_key`, at any
+    depth) read :data:`REDACTED`: what the store, the trackers and the dashboard get. The
+    run's own :class:`Config` keeps the real values for the script."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if is_secret_key(key) and value is not None:
+            out[key] = REDACTED
+        elif isinstance(value, Mapping):
+            out[key] = redact_secrets(value)
+        else:
+            out[key] = value
+    return out

@@ -24,7 +24,7 @@ from runfleet.sinks.base import RunInfo
 from runfleet.sinks.fanout import RunSinks, channel_for
 from runfleet.store.base import AlertRow, RunStatus, Store, StoreBusyError
 from runfleet.tracking import homes
-from runfleet.tracking.config import Config
+from runfleet.tracking.config import Config, redact_secrets
 from runfleet.tracking.disabled import DisabledRun
 from runfleet.tracking.names import new_run_id, new_run_name
 from runfleet.tracking.run import Run
@@ -176,6 +176,7 @@ def start_run(
     home = Home.resolve(dir)
     opened = homes.get(home)
     cfg_values = Config(config).as_dict() if config is not None else {}
+    stored = redact_secrets(cfg_values)  # secrets never reach the store or a tracker
     record = None
     created = None  # the run this call created, when it created it atomically below
     if resume in (True, "allow", "auto") and id is not None:
@@ -184,7 +185,7 @@ def start_run(
         metadata = _environment()
         record, was_created = _retry_busy(lambda: opened.store.create_or_get_run(
             project, id, name or _next_name(opened.store, project), group=group,
-            config=cfg_values, tags=tag_list, notes=notes, parent=parent,
+            config=stored, tags=tag_list, notes=notes, parent=parent,
             parent_step=parent_step, metadata=metadata, status=status))
         if was_created:
             created, record = record, None
@@ -204,7 +205,7 @@ def start_run(
     if record is not None:
         merged = {**record.config, **cfg_values}
         fields: dict[str, Any] = {"status": status, "finished": None,
-                                  "heartbeat": time.time(), "config": merged}
+                                  "heartbeat": time.time(), "config": redact_secrets(merged)}
         if tag_list:
             fields["tags"] = tag_list
         if notes is not None:
@@ -230,7 +231,7 @@ def start_run(
             metadata = _environment()
             record = opened.store.create_run(
                 project, id or new_run_id(), name or _next_name(opened.store, project),
-                group=group, config=cfg_values, tags=tag_list, notes=notes, parent=parent,
+                group=group, config=stored, tags=tag_list, notes=notes, parent=parent,
                 parent_step=parent_step, metadata=metadata, status=status)
         run_id, run_name = record.id, record.name
         rid, step = record.rid, 0
@@ -240,11 +241,13 @@ def start_run(
     if sink_objects:
         run_sinks = _open_sinks(sink_objects, opened.writer, rid, RunInfo(
             project=project, run_id=run_id, name=run_name, group=group,
-            config=dict(cfg_values), parent=record.parent, parent_step=record.parent_step,
+            config=redact_secrets(cfg_values), parent=record.parent,
+            parent_step=record.parent_step,
             tags=tuple(tag_list), resumed=step > 0 or "resumed" in metadata,
             home=str(home.root), status=status))
 
     def config_changed(snapshot: dict[str, Any]) -> None:
+        snapshot = redact_secrets(snapshot)
         opened.writer.update_run(rid, config=snapshot)
         if run_sinks is not None:
             run_sinks.update_config(snapshot)

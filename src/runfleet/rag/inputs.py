@@ -1,0 +1,24 @@
+"""What every worker of a RAG experiment gets once: the eval set, where stage artefacts
+are cached, and the experiment's name (which tags the stage log)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class RagInputs:
+    """The data side of :meth:`runfleet.Experiment.run_evals`, as workers receive it.
+
+    ``evalset`` is a :class:`runfleet.rag.data.EvalSet`; its queries are the examples the
+    engine shuffles and cuts into shards, so ``len()`` is the number of queries.
+    """
+
+    evalset: Any
+    cache_dir: Path | None
+    experiment: str = ""
+
+    def __len__(self) -> int:
+        return len(self.evalset.queries)
