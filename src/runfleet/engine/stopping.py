@@ -163,3 +163,60 @@ class MedianStopping(StoppingPolicy):
                         f"than the median {_fmt(median)} of {len(others)} other runs")))
                     break
         return stops
+
+
+class IntervalStopping(StoppingPolicy):
+    """Stop an eval run whose interval for ``metric`` lies wholly on the wrong side of the
+    best run's: its upper end below the best lower end (``mode="max"``: higher is better),
+    or its lower end above the best upper end (``"min"``).
+
+    It judges the anytime-valid intervals (``eval/<metric>_cs_low|high``, valid at every
+    shard boundary at once), never the fixed-n ones, so watching them shard after shard
+    and stopping early keeps their guarantee. Each run's latest chunk end is compared with
+    the other runs' latest; a run needs ``min_chunks`` chunks before it is judged or sets
+    the bar.
+
+    >>> policy = IntervalStopping("ndcg@10")          # stop configs clearly worse than the best
+    """
+
+    def __init__(self, metric: str, mode: str = "max", min_chunks: int = 1) -> None:
+        _check(metric, mode, min_chunks)
+        self.metric, self.mode, self.min_chunks = metric, mode, min_chunks
+        self._stopped: set[str] = set()
+
+    def __repr__(self) -> str:
+        return (f"IntervalStopping(metric={self.metric!r}, mode={self.mode!r}, "
+                f"min_chunks={self.min_chunks})")
+
+    def _bounds(self, run: RunProgress) -> tuple[float, float] | None:
+        values = run.values_by_chunk.get(run.chunks_done, {})
+        low = values.get(f"eval/{self.metric}_cs_low")
+        high = values.get(f"eval/{self.metric}_cs_high")
+        if run.chunks_done < self.min_chunks or low is None or high is None \
+                or math.isnan(low) or math.isnan(high):
+            return None
+        return low, high
+
+    def decide(self, runs: Sequence[RunProgress]) -> list[StopDecision]:
+        """Stop the active runs whose interval is wholly worse than the best run's."""
+        bounds = {r.run_id: b for r in runs if (b := self._bounds(r)) is not None}
+        if len(bounds) < 2:
+            return []
+        if self.mode == "max":
+            best_id, (bar, _) = max(bounds.items(), key=lambda kv: kv[1][0])
+        else:
+            best_id, (_, bar) = min(bounds.items(), key=lambda kv: kv[1][1])
+        stops = []
+        for r in runs:
+            if not r.active or r.run_id in self._stopped or r.run_id not in bounds \
+                    or r.run_id == best_id:
+                continue
+            low, high = bounds[r.run_id]
+            if (high < bar) if self.mode == "max" else (low > bar):
+                self._stopped.add(r.run_id)
+                side = "below" if self.mode == "max" else "above"
+                stops.append(StopDecision(r.run_id, (
+                    f"interval stopping: {self.metric} in [{_fmt(low)}, {_fmt(high)}] (anytime "
+                    f"95%) after {r.chunks_done} shard(s) lies wholly {side} the best run's "
+                    f"bound {_fmt(bar)}")))
+        return stops
