@@ -97,7 +97,8 @@ def _add_export(sub: Any, common: argparse.ArgumentParser) -> None:
     from runfleet.export import FORMATS, STREAMS
 
     p = sub.add_parser(
-        "export", parents=[common], help="export run histories to CSV, JSON Lines or Parquet",
+        "export", parents=[common],
+        help="export run histories to CSV, JSON Lines or Parquet; eval rankings as TREC",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Export the history of a project (or of some of its runs).\n\n"
         "Long layout (default, lossless): one row per point with the columns project, "
@@ -109,7 +110,9 @@ def _add_export(sub: Any, common: argparse.ArgumentParser) -> None:
         "are nan, inf,\n-inf; bools true/false; null is an empty cell. In JSON Lines, NaN "
         "and infinities\nare the strings \"NaN\", \"Infinity\", \"-Infinity\" (value_type "
         "tells them from text).\nParquet (long) has typed columns: value (float64), "
-        "value_int (int64), value_text.")
+        "value_int (int64), value_text.\n--format trec: the document rankings of the runs of "
+        "an eval experiment (run_evals) as a\nTREC run file (query Q0 doc rank score run), "
+        "for trec_eval, pytrec_eval or ranx.")
     p.add_argument("--project", "-p", required=True, help="project to export")
     p.add_argument("--run", action="append", metavar="ID", dest="runs",
                    help="export only this run (id or name); repeatable")

@@ -46,6 +46,7 @@ import io
 import json
 import math
 import os
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -63,14 +64,14 @@ if TYPE_CHECKING:
 
     from runfleet.api import Api, ApiRun
 
-FORMATS = ("csv", "jsonl", "parquet")
+FORMATS = ("csv", "jsonl", "parquet", "trec")
 LONG_COLUMNS = ("project", "run_id", "run_name", "key", "step", "timestamp", "value",
                 "value_type")
 WIDE_COLUMNS = ("_project", "_run_id", "_run_name", "_step", "_timestamp")
 VALUE_TYPES = ("float", "int", "bool", "str", "null", "json")
 STREAMS = ("default", "system", "all")
 _SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
-             ".parquet": "parquet", ".pq": "parquet"}
+             ".parquet": "parquet", ".pq": "parquet", ".trec": "trec"}
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 Target = str | os.PathLike[str] | IO[str] | None
@@ -496,14 +497,18 @@ def export_runs(selected: list[ApiRun], fmt: str | None = None, path: Target = N
                 stream: str | None = None) -> int:
     """Write the history of ``selected`` runs; return the number of rows written.
 
-    ``fmt`` is ``csv``, ``jsonl`` or ``parquet`` (default: from the suffix of ``path``,
-    else ``csv``). ``path`` is a file path, an open text file, or ``None``/``"-"`` for
-    standard output (CSV and JSON Lines only). ``keys`` limits the export to those metric
-    keys; ``stream`` picks ``default`` (training metrics), ``system`` or ``all`` keys
-    (default: ``all`` for the long layout, ``default`` for the wide one, since system
-    metrics count their own steps).
+    ``fmt`` is ``csv``, ``jsonl``, ``parquet`` or ``trec`` (default: from the suffix of
+    ``path``, else ``csv``); ``trec`` writes the document rankings of eval runs as a
+    standard TREC run file (:func:`write_trec_run`). ``path`` is a file path, an open text
+    file, or ``None``/``"-"`` for standard output (all formats but Parquet). ``keys``
+    limits the export to those metric keys; ``stream`` picks ``default`` (training
+    metrics), ``system`` or ``all`` keys (default: ``all`` for the long layout,
+    ``default`` for the wide one, since system metrics count their own steps).
     """
     fmt = infer_format(path, fmt)
+    if fmt == "trec":
+        with _text_output(path) as fh:
+            return write_trec_run(selected, fh)
     stream = stream or ("default" if wide else "all")
     if stream not in STREAMS:
         raise ExportError(f"stream must be one of {STREAMS}, got {stream!r}")
@@ -526,6 +531,35 @@ def export_runs(selected: list[ApiRun], fmt: str | None = None, path: Target = N
         if fmt == "csv":
             return _write_long_csv(parts, fh)
         return _write_long_jsonl(parts, fh)
+
+
+def write_trec_run(selected: list[ApiRun], fh: IO[str]) -> int:
+    """Write the document rankings of eval runs (``Experiment.run_evals``) as a TREC run
+    file, ``query_id Q0 doc_id rank score tag`` per line, the tag being the run's name
+    (spaces replaced): what ``trec_eval``, ``pytrec_eval`` and ``ranx`` read. Returns the
+    number of lines; a selection without eval rankings is an :class:`ExportError`."""
+    from runfleet.rag.logged import RANKINGS
+
+    lines = 0
+    for run in selected:
+        tables = sorted(run.media(RANKINGS), key=lambda m: m["step"])
+        tag = re.sub(r"\s+", "_", escape_surrogates(run.name)) or run.id
+        seen: set[tuple[str, int]] = set()
+        for item in tables:
+            frame = item["value"]
+            if frame is None:
+                continue
+            for qid, doc, rank, score in frame[["query_id", "doc_id", "rank",
+                                                "score"]].itertuples(index=False):
+                if (str(qid), int(rank)) in seen:  # a shard replayed after a retry
+                    continue
+                seen.add((str(qid), int(rank)))
+                fh.write(f"{qid} Q0 {doc} {int(rank)} {float(score)!r} {tag}\n")
+                lines += 1
+    if not lines:
+        raise ExportError("no document rankings to write: the trec format is for the runs "
+                          "of an eval experiment (Experiment.run_evals)")
+    return lines
 
 
 def export_project(api: Api, project: str, runs: Sequence[str] | None = None,

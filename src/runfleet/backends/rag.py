@@ -30,8 +30,16 @@ from typing import Any, ClassVar
 
 from runfleet.engine.backend import Backend, RunPlan
 from runfleet.engine.chunking import StepPlan
+from runfleet.rag.logged import (
+    AGGREGATE,
+    ANSWER_METRICS,
+    ANSWERED,
+    JUDGED,
+    PER_QUERY,
+    QUERIES,
+    RANKINGS,
+)
 
-_ANSWERS = ("exact_match", "f1", "rougeL", "bleu")
 _STAGES = ("embed", "retrieve", "rerank", "generate")
 
 
@@ -65,13 +73,13 @@ class RagBackend(Backend):
         row: dict[str, Any] = {}
         for column in history.columns:
             name = str(column)
-            if not name.startswith("eval/"):
+            if not name.startswith(AGGREGATE):
                 continue
             values = history[column].dropna()
             if values.empty or not isinstance(values.iloc[-1], numbers.Real) or isinstance(
                     values.iloc[-1], bool):
                 continue
-            short = name.removeprefix("eval/")
+            short = name.removeprefix(AGGREGATE)
             if short.endswith(("_cs_low", "_cs_high")):
                 continue
             row[short] = float(values.iloc[-1])
@@ -118,8 +126,8 @@ class RagBackend(Backend):
                 "passages": result.passages, "answer": result.answer,
                 "tokens_in": result.tokens_in, "tokens_out": result.tokens_out,
                 "cost": result.cost, "judged": bool(judgments)}
-            values.update({f"query/{k}": v for k, v in metrics.items()})
-            values.update({f"query/latency_ms/{k}": v for k, v in result.latency_ms.items()})
+            values.update({f"{PER_QUERY}{k}": v for k, v in metrics.items()})
+            values.update({f"{PER_QUERY}latency_ms/{k}": v for k, v in result.latency_ms.items()})
         return values
 
     def evaluate(self) -> dict[str, Any]:
@@ -134,38 +142,39 @@ class RagBackend(Backend):
             g > 0 for g in (evalset.qrels.get(q.id) or {}).values()))
         answered_total = sum(1 for q in evalset.queries if (evalset.answers or {}).get(q.id))
         out: dict[str, Any] = {
-            "eval/queries_done": len(done),
-            "eval/queries_unjudged": sum(1 for r in done if not r["judged"]),
-            "eval/queries_judged": judged_total, "eval/queries_with_answers": answered_total,
-            "eval/index_build_s": self.pipeline.index_build_s,
-            "eval/index_bytes": self.pipeline.index_bytes}
+            AGGREGATE + "queries_done": len(done),
+            AGGREGATE + "queries_unjudged": sum(1 for r in done if not r["judged"]),
+            JUDGED: judged_total, ANSWERED: answered_total,
+            AGGREGATE + "index_build_s": self.pipeline.index_build_s,
+            AGGREGATE + "index_bytes": self.pipeline.index_bytes}
         names = sorted({k for r in done for k in r["metrics"]})
         for name in names:
             values = [r["metrics"][name] for r in done if name in r["metrics"]]
-            population = answered_total if name in _ANSWERS else judged_total
+            population = answered_total if name in ANSWER_METRICS else judged_total
             fixed = mean_interval(values, population, bounds=(0.0, 1.0))
             anytime = anytime_interval(values, population, bounds=(0.0, 1.0))
-            out.update({f"eval/{name}": fixed.mean, f"eval/{name}_ci_low": fixed.low,
-                        f"eval/{name}_ci_high": fixed.high, f"eval/{name}_cs_low": anytime.low,
-                        f"eval/{name}_cs_high": anytime.high})
+            key = AGGREGATE + name
+            out.update({key: fixed.mean, f"{key}_ci_low": fixed.low,
+                        f"{key}_ci_high": fixed.high, f"{key}_cs_low": anytime.low,
+                        f"{key}_cs_high": anytime.high})
         for stage in _STAGES:
             times = [r["latency"][stage] for r in done if stage in r["latency"]]
             if times:
-                out.update({f"eval/latency_ms/{stage}_{k}": v
+                out.update({f"{AGGREGATE}latency_ms/{stage}_{k}": v
                             for k, v in latency_summary(times).items()})
         tokens = [(r["tokens_in"], r["tokens_out"], r["cost"]) for r in done]
         for i, what in enumerate(("tokens_in", "tokens_out", "cost")):
             reported = [t[i] for t in tokens if t[i] is not None]
             if reported:
-                out[f"eval/{what}"] = float(sum(reported))
+                out[f"{AGGREGATE}{what}"] = float(sum(reported))
         new = [i for i in sorted(self.results) if i not in self.reported]
         if new:
-            out["eval/rankings"] = Table(
+            out[RANKINGS] = Table(
                 columns=["query_id", "doc_id", "rank", "score"],
                 data=[[self.results[i]["query_id"], doc, rank, float(score)]
                       for i in new for rank, (doc, score) in
                       enumerate(self.results[i]["ranking"], start=1)])
-            out["eval/queries"] = Table(
+            out[QUERIES] = Table(
                 columns=["query_id", "query_index", *names, "passages", "answer"],
                 data=[[self.results[i]["query_id"], i,
                        *[_cell(self.results[i]["metrics"].get(n)) for n in names],

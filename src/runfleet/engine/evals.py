@@ -16,11 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-RANKINGS_KEY = "eval/rankings"
-QUERIES_KEY = "eval/queries"
-PER_QUERY_PREFIX = "query/"
-POPULATION_KEY = "eval/queries_judged"  # how many queries the retrieval metrics average over
-ANSWERED_KEY = "eval/queries_with_answers"
+from runfleet.rag.logged import ANSWER_METRICS, ANSWERED, JUDGED, PER_QUERY, QUERIES, RANKINGS
 
 
 def _tables(home_root: Path, project: str, run_id: str, key: str) -> pd.DataFrame:
@@ -36,7 +32,7 @@ def _tables(home_root: Path, project: str, run_id: str, key: str) -> pd.DataFram
 
 def rankings(home_root: Path, project: str, run_id: str) -> pd.DataFrame:
     """``query_id, doc_id, rank, score`` of every query the run has done."""
-    frame = _tables(home_root, project, run_id, RANKINGS_KEY)
+    frame = _tables(home_root, project, run_id, RANKINGS)
     if frame.empty:
         import pandas as pd
 
@@ -46,7 +42,7 @@ def rankings(home_root: Path, project: str, run_id: str) -> pd.DataFrame:
 
 def per_query(home_root: Path, project: str, run_id: str) -> pd.DataFrame:
     """The run's per-query rows (metrics, passages, answer), one per query done."""
-    frame = _tables(home_root, project, run_id, QUERIES_KEY)
+    frame = _tables(home_root, project, run_id, QUERIES)
     if frame.empty or "query_id" not in frame:
         return frame
     return frame.drop_duplicates("query_id", keep="last").reset_index(drop=True)
@@ -62,12 +58,12 @@ def compare(home_root: Path, project: str, run_a: str, run_b: str, metric: str
     from runfleet.api import Api
     from runfleet.rag.intervals import compare as paired
 
-    key = PER_QUERY_PREFIX + metric
+    key = PER_QUERY + metric
     with Api(home_root) as api:
         a, b = api.run(project, run_a), api.run(project, run_b)
         series = [run.series(key) for run in (a, b)]
-        population = [run.summary.get(ANSWERED_KEY if metric in _ANSWER_METRICS
-                                      else POPULATION_KEY) for run in (a, b)]
+        population = [run.summary.get(ANSWERED if metric in ANSWER_METRICS else JUDGED)
+                      for run in (a, b)]
     if not len(series[0].steps) or not len(series[1].steps):
         raise ValueError(f"no per-query {metric!r} values in both runs yet (key {key!r}); "
                          f"metrics: ndcg@10, recall@10, ... as logged under 'query/'")
@@ -78,8 +74,6 @@ def compare(home_root: Path, project: str, run_a: str, run_b: str, metric: str
     return {"mean": result.mean, "ci_low": result.low, "ci_high": result.high,
             "n": len(common), "population": total}
 
-
-_ANSWER_METRICS = ("exact_match", "f1", "rougeL", "bleu")
 
 
 def stage_stats(cache_root: Path, experiment: str) -> pd.DataFrame:
