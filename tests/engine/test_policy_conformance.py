@@ -27,7 +27,7 @@ from runfleet.engine.policy import (
     StoppingPolicy,
     stopping_policy,
 )
-from runfleet.engine.stopping import MedianStopping, SuccessiveHalving
+from runfleet.engine.stopping import IntervalStopping, MedianStopping, SuccessiveHalving
 
 # The fixtures give factories, and every example builds a fresh policy from one.
 FACTORY_FIXTURE = [HealthCheck.function_scoped_fixture]
@@ -43,6 +43,8 @@ STOPPING: dict[str, Callable[[], StoppingPolicy]] = {
                                                "min_runs": 1}),
     "successive-halving-by-name": lambda: stopping_policy(
         {"policy": "successive-halving", "metric": "loss"}),
+    "interval": lambda: IntervalStopping("loss", mode="min"),
+    "interval-by-name": lambda: stopping_policy({"policy": "interval", "metric": "acc"}),
     "example-threshold": lambda: stopping_policy(
         {"policy": "example-threshold", "metric": "loss", "threshold": 0.5}),
 }
@@ -89,6 +91,13 @@ curves = st.lists(st.lists(st.floats(0.0, 2.0), min_size=4, max_size=4), min_siz
 speeds = st.lists(st.integers(1, 3), min_size=8, max_size=8)
 
 
+def intervals(value: float, chunk: int, num_chunks: int) -> dict[str, float]:
+    """Every metric an eval run logs at a shard end: intervals narrowing with the shards."""
+    half = 0.5 * (num_chunks - chunk) / num_chunks
+    return {f"eval/{m}{end}": value + sign * half for m in ("loss", "acc")
+            for end, sign in (("_cs_low", -1), ("_cs_high", 1))}
+
+
 def play(policy: StoppingPolicy, curves: list[list[float]], speeds: list[int]
          ) -> list[list[StopDecision]]:
     """Runs advance ``speeds[i]`` chunks per round; after each round the policy decides;
@@ -103,7 +112,9 @@ def play(policy: StoppingPolicy, curves: list[list[float]], speeds: list[int]
                 done[i] = min(num_chunks, done[i] + speeds[i % len(speeds)])
         progress = [RunProgress(i, f"r{i}", done[i], num_chunks,
                                 f"r{i}" not in stopped and done[i] < num_chunks,
-                                {c: curves[i][c - 1] for c in range(1, done[i] + 1)})
+                                {c: curves[i][c - 1] for c in range(1, done[i] + 1)},
+                                {c: intervals(curves[i][c - 1], c, num_chunks)
+                                 for c in range(1, done[i] + 1)})
                     for i in range(len(curves))]
         decisions = policy.decide(progress)
         active = {p.run_id for p in progress if p.active}

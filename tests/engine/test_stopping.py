@@ -205,3 +205,31 @@ def test_repr() -> None:
         "SuccessiveHalving(metric='eval_loss', mode='min', eta=3, min_chunks=1)")
     assert repr(MedianStopping("acc", mode="max")) == (
         "MedianStopping(metric='acc', mode='max', min_chunks=1, min_runs=3)")
+
+
+def test_interval_stopping_stops_runs_wholly_below_the_best_anytime_interval() -> None:
+    from runfleet.engine.policy import RunProgress
+    from runfleet.engine.stopping import IntervalStopping
+
+    def run(i: int, low: float, high: float, active: bool = True) -> RunProgress:
+        values = {"eval/ndcg@10_cs_low": low, "eval/ndcg@10_cs_high": high,
+                  "eval/ndcg@10_ci_low": low + 0.1, "eval/ndcg@10_ci_high": high - 0.1}
+        return RunProgress(i, f"r{i}", 2, 8, active, {}, {2: values})
+
+    policy = IntervalStopping("ndcg@10")
+    runs = [run(0, 0.50, 0.70), run(1, 0.30, 0.49), run(2, 0.45, 0.60), run(3, 0.1, 0.2, False)]
+    stops = policy.decide(runs)
+    assert [d.run_id for d in stops] == ["r1"]  # r2 overlaps the best; r3 is not active
+    assert "lies wholly below the best run's bound 0.5" in stops[0].reason
+    assert policy.decide(runs) == []  # never the same run twice
+    # fixed-n intervals alone never stop anything
+    fixed_only = [RunProgress(i, f"r{i}", 2, 8, True, {}, {2: {
+        "eval/ndcg@10_ci_low": lo, "eval/ndcg@10_ci_high": hi}}) for i, (lo, hi) in
+        enumerate([(0.5, 0.7), (0.1, 0.2)])]
+    assert IntervalStopping("ndcg@10").decide(fixed_only) == []
+    lower_is_better = IntervalStopping("latency", mode="min")
+    slow = [RunProgress(0, "fast", 1, 4, True, {}, {1: {"eval/latency_cs_low": 1.0,
+                                                        "eval/latency_cs_high": 2.0}}),
+            RunProgress(1, "slow", 1, 4, True, {}, {1: {"eval/latency_cs_low": 3.0,
+                                                        "eval/latency_cs_high": 4.0}})]
+    assert [d.run_id for d in lower_is_better.decide(slow)] == ["slow"]
