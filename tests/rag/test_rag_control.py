@@ -86,12 +86,13 @@ def test_stop_mid_shard_resume_clone_and_delete(data: tuple[Any, Any, Any], tmp_
     control = Experiment.attach("rag-ctl", dir=tmp_path)
     home = Home.resolve(tmp_path)
     stop = control.stop(gated, wait=False)  # lands after the query on its way
-    clone = control.clone(plain, {"chunker.size": 200}, name="smaller", wait=False)
+    # the CLI is a front door to eval runs too: a clone with another chunking
+    cli = subprocess.run([sys.executable, "-m", "runfleet", "clone", plain, "--set",
+                          "chunker.size=200", "--name", "smaller", "--dir", str(tmp_path)],
+                         capture_output=True, text=True, env=subprocess_env())
+    assert cli.returncode == 0 and "new run" in cli.stdout, cli.stderr
     gate.touch()
     assert wait_op(home, stop.id, while_alive=thread.is_alive).status == OpStatus.APPLIED
-    assert not isinstance(clone, str)  # the pending op: no wait asked
-    clone_op = wait_op(home, clone.id, while_alive=thread.is_alive)
-    assert clone_op.status == OpStatus.APPLIED
     with runfleet.Api(tmp_path) as api:
         assert api.run("rag-ctl", gated).status == RunStatus.STOPPED
     done_before = steps(tmp_path, "rag-ctl", gated)
