@@ -16,7 +16,7 @@ $(PY):
 $(STAMP): pyproject.toml Makefile | $(PY)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_PIN)"
-	$(PY) -m pip install -q -e ".[dev,gpu,train,rag,dashboard,trackio,mlflow,tensorboard]"
+	$(PY) -m pip install -q -e ".[dev,gpu,train,rag,ray,dashboard,trackio,mlflow,tensorboard]"
 	touch $@
 
 lint: $(STAMP)

@@ -117,3 +117,34 @@ def example_plugin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ.pop("PYTHONPATH", None)
     else:
         os.environ["PYTHONPATH"] = before
+
+
+RAY_ENV = {"RUNFLEET_WORKER_THREADS": "1", "RUNFLEET_SYSTEM_METRICS": "0",
+           "PYTHONPATH": str(ROOT / "src") + os.pathsep + str(ROOT)}
+
+
+def start_ray(**init_args: Any) -> None:
+    """Start (or join) a small offline Ray instance for tests: no dashboard, a 200 MiB object
+    store, workers with this checkout on their path and one thread each."""
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    args: dict[str, Any] = {"num_cpus": 4, "include_dashboard": False,
+                            "object_store_memory": 200 * 2**20, "log_to_driver": False,
+                            "runtime_env": {"env_vars": RAY_ENV}}
+    args.update(init_args)
+    ray.init(**args)
+
+
+@pytest.fixture(scope="module")
+def ray_local() -> Iterator[None]:
+    """A local Ray instance for the tests of one module (started once, shut down after)."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    start_ray()
+    yield
+    ray.shutdown()

@@ -16,14 +16,51 @@ import torch
 
 from runfleet.engine.checkpoint import CheckpointStore, LocalCheckpointStore, checkpoint_key
 
+
+def _ray_store(tmp: Path) -> CheckpointStore:
+    """States kept by a keeper actor on this node, reached through Ray (RayExecutor's
+    default: no shared filesystem)."""
+    from runfleet.engine.ray_executor import RayCheckpointStore, _keeper_for
+
+    root = tmp / "checkpoints"
+    return RayCheckpointStore(_keeper_for(root), str(root), cache_size=2)
+
+
+def _fsspec_store(tmp: Path) -> CheckpointStore:
+    """States as files under an fsspec URL (RayExecutor(checkpoints="s3://...") and the like)."""
+    from runfleet.engine.ray_executor import FsspecCheckpointStore
+
+    return FsspecCheckpointStore(f"file://{tmp}/shared", "exp", cache_size=2)
+
+
 CASES: dict[str, Callable[[Path], CheckpointStore]] = {
     "local": lambda tmp: LocalCheckpointStore(tmp / "checkpoints", cache_size=2),
+    "ray": _ray_store,
+    "fsspec": _fsspec_store,
 }
 
 
 @pytest.fixture(params=list(CASES))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> CheckpointStore:
+    if request.param == "ray":
+        request.getfixturevalue("ray_local")
     return CASES[request.param](tmp_path)
+
+
+def load_elsewhere(store: CheckpointStore, key: str) -> dict[str, Any]:
+    """Load ``key`` in another process: a Ray worker (another node's view) for stores that
+    travel through Ray, a spawned process otherwise."""
+    from runfleet.engine.ray_executor import RayCheckpointStore
+
+    if isinstance(store, RayCheckpointStore):
+        import ray
+
+        loaded: dict[str, Any] = ray.get(ray.remote(_load_in_child).remote(
+            pickle.dumps(store), key))
+        return loaded
+    with mp.get_context("spawn").Pool(1) as pool:
+        out: dict[str, Any] = pool.apply(_load_in_child, (pickle.dumps(store), key))
+        return out
 
 
 def state(seed: int) -> dict[str, Any]:
@@ -58,8 +95,7 @@ def test_a_saved_state_loads_equal_here_and_in_another_process(store: Checkpoint
     assert store.exists(key)
     assert same(store.load(key), state(1))
     assert same(fresh(store).load(key), state(1))
-    with mp.get_context("spawn").Pool(1) as pool:
-        assert same(pool.apply(_load_in_child, (pickle.dumps(store), key)), state(1))
+    assert same(load_elsewhere(store, key), state(1))
 
 
 def test_a_missing_key_is_a_clear_error(store: CheckpointStore) -> None:

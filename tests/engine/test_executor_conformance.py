@@ -25,6 +25,7 @@ from runfleet.engine.checkpoint import LocalCheckpointStore
 from runfleet.engine.events import ChunkDone, StepMetrics, TaskFailed, WorkerReady
 from runfleet.engine.executor import Executor, make_executor
 from runfleet.engine.local import LocalExecutor
+from runfleet.engine.ray_executor import RayExecutor
 from runfleet.engine.spec import ChunkTask, DropRun, RunSpec, StopTask, WorkerSetup
 from runfleet.fit import TorchConfig
 from tests.engine.models import make_model, regression_data
@@ -56,11 +57,34 @@ class Case:
     alive: Callable[[Executor, int], bool]
 
 
+def _kill_ray(executor: Executor, worker: int) -> None:
+    import ray
+
+    assert isinstance(executor, RayExecutor)
+    ray.kill(executor.actor(worker), no_restart=True)
+
+
+def _alive_ray(executor: Executor, worker: int) -> bool:
+    import ray
+
+    assert isinstance(executor, RayExecutor)
+    if not executor._actors:
+        return False
+    try:
+        ray.get(executor.actor(worker).ready.remote(), timeout=GUARD_S)
+    except ray.exceptions.RayActorError:
+        return False
+    return True
+
+
 CASES = {
     "local": Case(lambda n: LocalExecutor(workers=n), _kill_local, _alive_local),
     # a third party's executor, found by its registered name (tests/plugins/example_plugin)
     "example-local": Case(lambda n: make_executor("example-local", n), _kill_local,
                           _alive_local),
+    # workers as Ray actors on a local Ray instance (started once for this module)
+    "ray": Case(lambda n: RayExecutor(num_workers=n, resources_per_worker={"CPU": 1}),
+                _kill_ray, _alive_ray),
 }
 
 
@@ -68,6 +92,8 @@ CASES = {
 def case(request: pytest.FixtureRequest) -> Case:
     if request.param.startswith("example-"):
         request.getfixturevalue("example_plugin")
+    if request.param == "ray":
+        request.getfixturevalue("ray_local")
     return CASES[request.param]
 
 

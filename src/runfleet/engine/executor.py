@@ -26,6 +26,7 @@ import abc
 from typing import Any
 
 from runfleet import plugins
+from runfleet.engine.checkpoint import CheckpointStore
 from runfleet.engine.events import Event
 from runfleet.engine.spec import ChunkTask, WorkerSetup
 
@@ -69,6 +70,12 @@ class Executor(abc.ABC):
     def describe(self) -> str:
         """A few words for the progress table (``"2 local workers"``)."""
         return f"{self.size} worker(s)"
+
+    def checkpoint_store(self, local: CheckpointStore) -> CheckpointStore:
+        """The checkpoint store the controller and the workers share, given the
+        experiment's local one (its folder on the controller's machine). Executors whose
+        workers cannot reach that folder return one they can; the default is ``local``."""
+        return local
 
 
 def make_executor(executor: Executor | str | None, workers: int | None) -> Executor:

@@ -7,6 +7,7 @@ The front door. Planning is in :mod:`~runfleet.engine.planning`, the controller 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -76,6 +77,7 @@ class Experiment:
         self.last_runs: list[EngineRun] = []
         self.last_controller: Controller | None = None
         self._saved: recovery.SavedExperiment | None = None
+        self._states: CheckpointStore = self.checkpoints()
         self._attached = False  # made by attach(): its ops are recorded as source "attach"
 
     @classmethod
@@ -236,7 +238,9 @@ class Experiment:
         saved = recovery.load(self.dir, self.name)
         executor_obj = make_executor(executor, workers)
         runs = recovery.reopen_runs(self.name, self.home.root, saved,
-                                    homes.get(self.home).store, self.checkpoints(), self.sinks)
+                                    homes.get(self.home).store,
+                                    executor_obj.checkpoint_store(self.checkpoints()),
+                                    self.sinks)
         return self._drive(saved, runs, progress, executor_obj)
 
     def _drive(self, saved: recovery.SavedExperiment, runs: list[EngineRun], progress: bool,
@@ -244,17 +248,20 @@ class Experiment:
         self.last_runs = runs
         self._saved = saved
         recovery.save(self.dir, saved)
+        # where run states live for this drive: the executor's choice (its workers must
+        # reach it); engine.pkl keeps the experiment's own folder
+        self._states = executor.checkpoint_store(saved.setup.checkpoints)
         table = ProgressTable(f"{self.name}: {len(runs)} runs x {saved.num_chunks} chunks on "
                               f"{executor.describe()}", [r.config for r in runs],
                               enabled=progress)
         controller = Controller(
             runs, executor, saved.policy or FairRoundRobin(), table, project=self.name,
-            store=homes.get(self.home).store, checkpoints=saved.setup.checkpoints,
+            store=homes.get(self.home).store, checkpoints=self._states,
             stopping=saved.stopping, clone_factory=self._clone)
         self.last_controller = controller
         self._take_lease()
         try:
-            executor.start(saved.setup)
+            executor.start(dataclasses.replace(saved.setup, checkpoints=self._states))
             controller.run()
         except KeyboardInterrupt:
             for r in runs:
@@ -309,7 +316,7 @@ class Experiment:
         if warm:
             assert parent.state_key is not None
             warm_key = f"{child_id}/warm-start"
-            saved.setup.checkpoints.copy(parent.state_key, warm_key)
+            self._states.copy(parent.state_key, warm_key)
         clones = sum(1 for r in saved.runs if r.name.startswith(parent.name + ".c"))
         name = str(op.args.get("name") or f"{parent.name}.c{clones + 1}")
         tracker = start_run(self.name, id=child_id, name=name, group=self.group or self.name,

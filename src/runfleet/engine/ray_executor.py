@@ -1,0 +1,580 @@
+"""``RayExecutor``: the engine's workers as Ray actors, on every node of a Ray cluster.
+
+One long-lived actor per worker slot keeps its base models loaded across the runs it
+swaps, exactly as a local worker process does; it runs :func:`runfleet.engine.worker.
+run_task` for each chunk. The controller (in the caller's process) talks to actors only
+through Ray: tasks and control messages are actor calls, events come back through a Ray
+queue. Nothing is shared through files between nodes:
+
+- run states go through a :class:`RayCheckpointStore`: a small actor pinned to the
+  controller's node (the *keeper*) writes them into the experiment's checkpoint folder
+  there, the same files the controller reads, so a worker on any node continues a run
+  whose last chunk ran on another; an fsspec URL (a shared folder, ``s3://`` ...) may be
+  given instead (:class:`FsspecCheckpointStore`);
+- a lost actor or node is noticed (each actor holds a call open that only ends when it
+  dies), reported once, and its slot is started again when the cluster has room; the
+  controller retries its chunk on another worker from the last checkpoint.
+
+Example:
+    >>> exe = RayExecutor(address="auto", num_workers=8, resources_per_worker={"GPU": 1})
+    >>> exp.run_fit(space, create_model_fn, train, evals, executor=exe)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+
+from runfleet.engine.checkpoint import CheckpointStore, LocalCheckpointStore, run_of
+from runfleet.engine.events import ChunkDone, Event, TaskFailed, WorkerReady
+from runfleet.engine.executor import Executor
+from runfleet.engine.spec import ChunkTask, DropRun, StopTask, WorkerSetup
+
+_FLUSH_S = 0.05  # how often a worker sends the events it has gathered
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise ImportError("RayExecutor needs Ray: pip install 'runfleet[ray]'") from exc
+    return ray
+
+
+def connect(address: str | None = None, **init_args: Any) -> None:
+    """Connect this process to Ray once: to the cluster at ``address`` (``"auto"``: the
+    one started on this machine with ``ray start``), or a local instance (None)."""
+    ray = _ray()
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    args: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": True}
+    if address is None:
+        args.update(include_dashboard=False)
+    args.update(init_args)
+    ray.init(address=address, **args)
+
+
+# -- the worker actor ---------------------------------------------------------------------------
+class _Worker:
+    """The body of a worker actor (made remote by :class:`RayExecutor`)."""
+
+    def __init__(self, index: int, setup_blob: bytes, device: str, paths: list[str],
+                 events: Any) -> None:
+        from runfleet.engine import worker
+
+        sys.path[:] = paths + [p for p in sys.path if p not in paths]
+        self.index, self.events = index, events
+        self.setup: WorkerSetup = cloudpickle.loads(setup_blob)
+        self.resources = worker.prepare(self.setup, device)
+        self.stop_ids: set[int] = set()
+        self.pending: list[Event] = []
+        self.lock = threading.Lock()
+        self.flushed = threading.Event()
+        self._worker = worker
+        threading.Thread(target=self._flusher, daemon=True).start()
+        ray = _ray()
+        self._report(WorkerReady(index, {"pid": os.getpid(), "device": device,
+                                         "node": ray.get_runtime_context().get_node_id()}),
+                     now=True)
+
+    def ready(self) -> bool:
+        """Answers once the worker is set up (its constructor has run)."""
+        return True
+
+    def node(self) -> str:
+        """The id of the Ray node the worker runs on."""
+        return str(_ray().get_runtime_context().get_node_id())
+
+    def run(self, task_blob: bytes) -> None:
+        """Train one chunk task; its events go to the controller's queue."""
+        task: ChunkTask = cloudpickle.loads(task_blob)
+        self._worker.run_task(self.index, task, self.resources, self.setup.checkpoints,
+                              self._report, self._should_stop)
+
+    def send(self, message_blob: bytes) -> None:
+        """A control message: stop a task, or forget a deleted run's cached states."""
+        message = cloudpickle.loads(message_blob)
+        if isinstance(message, StopTask):
+            with self.lock:
+                self.stop_ids.add(message.task_id)
+        elif isinstance(message, DropRun):
+            self.setup.checkpoints.forget(message.run_id)
+
+    def watch(self) -> None:
+        """Never returns while the worker lives: the controller learns of its death when
+        this call fails."""
+        threading.Event().wait()
+
+    def _should_stop(self, task_id: int) -> bool:
+        with self.lock:
+            return task_id in self.stop_ids
+
+    def _report(self, event: Event, now: bool = False) -> None:
+        with self.lock:
+            self.pending.append(event)
+        if now or isinstance(event, (ChunkDone, TaskFailed)):
+            self._flush()
+
+    def _flusher(self) -> None:
+        while True:
+            time.sleep(_FLUSH_S)
+            self._flush()
+
+    def _flush(self) -> None:
+        with self.lock:
+            batch, self.pending = self.pending, []
+            if batch:  # under the lock: batches reach the queue in order
+                self.events.put_nowait_batch(batch)
+
+
+class RayExecutor(Executor):
+    """Workers as Ray actors (see the module docstring).
+
+    Args:
+        address: a running cluster (``"auto"`` finds the one started on this machine with
+            ``ray start --head``; or ``"ray://host:10001"``), or None for a local instance
+            started by this process.
+        num_workers: worker slots (None: one per GPU of the cluster when workers ask for
+            GPUs, else one per ``resources_per_worker`` CPUs of the cluster).
+        resources_per_worker: what each worker reserves, e.g. ``{"GPU": 1}`` (the default
+            when the cluster has GPUs) or ``{"CPU": 1}`` (the default otherwise). Several
+            GPUs are placed on one node together (a placement group per worker).
+        checkpoints: None to keep run states in the experiment folder on the controller's
+            node (they travel through Ray; no shared filesystem needed), or an fsspec URL
+            or shared folder every node can reach.
+        spread: place workers on as many nodes as possible (Ray's ``SPREAD``).
+        init_args: more arguments for ``ray.init`` (e.g. ``num_cpus``,
+            ``object_store_memory``) when this process starts a local instance.
+    """
+
+    def __init__(self, address: str | None = None, num_workers: int | None = None,
+                 resources_per_worker: Mapping[str, float] | None = None,
+                 checkpoints: str | os.PathLike[str] | None = None, spread: bool = True,
+                 workers: int | None = None, **init_args: Any) -> None:
+        if workers is not None:  # run_fit(..., workers=N, executor="ray")
+            if num_workers is not None and num_workers != workers:
+                raise ValueError(f"workers={workers} and num_workers={num_workers} disagree")
+            num_workers = workers
+        if num_workers is not None and num_workers < 1:
+            raise ValueError(f"num_workers must be >= 1, got {num_workers}")
+        self.address, self.init_args = address, init_args
+        self.num_workers = num_workers
+        self.resources = dict(resources_per_worker) if resources_per_worker else None
+        self.checkpoint_url = os.fspath(checkpoints) if checkpoints is not None else None
+        self.spread = spread
+        self._actors: list[Any] = []
+        self._watches: list[Any] = []
+        self._groups: list[Any] = []
+        self._running: dict[int, Any] = {}  # worker -> the ObjectRef of its current task
+        self._reported_dead: set[int] = set()
+        self._queue: Any = None
+        self._keeper: Any = None
+        self._setup_blob = b""
+        self._device = "cpu"
+
+    def __repr__(self) -> str:
+        return f"RayExecutor(address={self.address!r}, num_workers={self.num_workers})"
+
+    # -- the seam's side of it ----------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        """See :attr:`Executor.size`."""
+        return len(self._actors) if self._actors else (self.num_workers or 0)
+
+    def describe(self) -> str:
+        """``"<n> Ray workers (<resources> each) on <m> node(s)"``."""
+        nodes = len({n["NodeID"] for n in _ray().nodes() if n.get("Alive")}) \
+            if _ray().is_initialized() else "?"
+        return f"{self.size} Ray worker(s) ({self.resources or {}} each) on {nodes} node(s)"
+
+    def checkpoint_store(self, local: CheckpointStore) -> CheckpointStore:
+        """The store workers use for run states, given the experiment's local one."""
+        connect(self.address, **self.init_args)
+        if self.checkpoint_url is not None:
+            return FsspecCheckpointStore(self.checkpoint_url, Path(
+                getattr(local, "root", "checkpoints")).parent.name)
+        assert isinstance(local, LocalCheckpointStore)
+        if self._keeper is None:
+            self._keeper = _keeper_for(local.root)
+        return RayCheckpointStore(self._keeper, str(local.root))
+
+    def start(self, setup: WorkerSetup) -> None:
+        """See :meth:`Executor.start`: connect, size the workers, start one actor per slot."""
+        import dataclasses
+
+        ray = _ray()
+        connect(self.address, **self.init_args)
+        from ray.util.queue import Queue
+
+        cluster = ray.cluster_resources()
+        gpus = int(cluster.get("GPU", 0))
+        if self.resources is None:
+            self.resources = {"GPU": 1.0} if gpus else {"CPU": 1.0}
+        per = self.resources
+        if self.num_workers is None:
+            self.num_workers = max(1, int(gpus // per["GPU"]) if per.get("GPU") else
+                                   int(cluster.get("CPU", 1) // max(per.get("CPU", 1), 1)))
+        self._device = "cuda" if per.get("GPU") else "cpu"
+        threads = None if per.get("GPU") else max(1, int(per.get("CPU", 1)))
+        if not isinstance(setup.checkpoints, (RayCheckpointStore, FsspecCheckpointStore)):
+            setup = dataclasses.replace(setup, checkpoints=self.checkpoint_store(
+                setup.checkpoints))
+        self._setup_blob = cloudpickle.dumps(dataclasses.replace(setup, threads=threads))
+        self._queue = Queue(actor_options={"num_cpus": 0,
+                                           "scheduling_strategy": _here()})
+        for i in range(self.num_workers):
+            self._actors.append(None)
+            self._watches.append(None)
+            self._groups.append(None)
+            self._launch(i)
+
+    def _launch(self, index: int) -> None:
+        ray = _ray()
+        per = dict(self.resources or {})
+        options: dict[str, Any] = {
+            "num_cpus": per.pop("CPU", 1 if "GPU" not in per else 0),
+            "num_gpus": per.pop("GPU", 0), "resources": per or None,
+            "max_restarts": 0, "name": None}
+        if float(options["num_gpus"]) > 1:  # a whole config on one node: a placement group
+            from ray.util.placement_group import placement_group
+            from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+            group = placement_group([{"GPU": options["num_gpus"],
+                                      "CPU": max(options["num_cpus"], 1)}],
+                                    strategy="STRICT_PACK")
+            self._groups[index] = group
+            options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(group)
+        elif self.spread:
+            options["scheduling_strategy"] = "SPREAD"
+        actor = ray.remote(concurrency_groups={"task": 1, "control": 4})(_Worker).options(
+            **{k: v for k, v in options.items() if v is not None}).remote(
+            index, self._setup_blob, self._device, list(sys.path), self._queue)
+        self._actors[index] = actor
+        self._watches[index] = actor.watch.options(concurrency_group="control").remote()
+        self._reported_dead.discard(index)
+        self._running.pop(index, None)
+
+    def submit(self, worker: int, task: ChunkTask) -> None:
+        """See :meth:`Executor.submit`."""
+        if worker in self._reported_dead:
+            return
+        self._running[worker] = self._actors[worker].run.options(
+            concurrency_group="task").remote(cloudpickle.dumps(task))
+
+    def send(self, worker: int, message: Any) -> None:
+        """See :meth:`Executor.send`."""
+        if worker in self._reported_dead or not self._actors:
+            return
+        self._actors[worker].send.options(concurrency_group="control").remote(
+            cloudpickle.dumps(message))
+
+    def poll(self, timeout: float) -> list[Event]:
+        """See :meth:`Executor.poll`."""
+        from ray.util.queue import Empty
+
+        out: list[Event] = []
+        try:
+            out.append(self._queue.get(block=True, timeout=timeout))
+        except Empty:
+            return out
+        waiting = self._queue.qsize()
+        if waiting:
+            with contextlib.suppress(Empty):
+                out.extend(self._queue.get_nowait_batch(waiting))
+        return out
+
+    def dead_workers(self) -> list[int]:
+        """See :meth:`Executor.dead_workers`: a worker whose watch call ended (it can only
+        end by the actor dying: killed, crashed, or its node lost)."""
+        ray = _ray()
+        live = {i: ref for i, ref in enumerate(self._watches)
+                if i not in self._reported_dead and ref is not None}
+        if not live:
+            return []
+        ready, _ = ray.wait(list(live.values()), num_returns=len(live), timeout=0)
+        done = set(ready)
+        dead = [i for i, ref in live.items() if ref in done]
+        for i in dead:
+            self._reported_dead.add(i)
+            self._running.pop(i, None)
+        return dead
+
+    def restart(self, worker: int) -> None:
+        """See :meth:`Executor.restart`: a new actor in the slot (Ray places it where there
+        is room; it reports ready once it runs)."""
+        with contextlib.suppress(Exception):
+            _ray().kill(self._actors[worker], no_restart=True)
+        self._launch(worker)
+
+    def node_of(self, worker: int) -> str | None:
+        """The Ray node id a worker runs on (for tests and diagnostics)."""
+        with contextlib.suppress(Exception):
+            return str(_ray().get(self._actors[worker].node.remote(), timeout=30))
+        return None
+
+    def actor(self, worker: int) -> Any:
+        """A worker's actor handle (for tests and diagnostics)."""
+        return self._actors[worker]
+
+    def shutdown(self) -> None:
+        """See :meth:`Executor.shutdown`: kill the actors (and their placement groups)."""
+        ray = _ray()
+        if not ray.is_initialized():
+            return
+        for actor in self._actors:
+            if actor is not None:
+                with contextlib.suppress(Exception):
+                    ray.kill(actor, no_restart=True)
+        for group in self._groups:
+            if group is not None:
+                from ray.util.placement_group import remove_placement_group
+
+                with contextlib.suppress(Exception):
+                    remove_placement_group(group)
+        self._actors, self._watches, self._groups = [], [], []
+        if self._queue is not None:
+            with contextlib.suppress(Exception):
+                self._queue.shutdown()
+            self._queue = None
+
+
+def _here() -> Any:
+    """A scheduling strategy pinning an actor to this process's node."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return NodeAffinitySchedulingStrategy(_ray().get_runtime_context().get_node_id(),
+                                          soft=False)
+
+
+# -- checkpoints across nodes -------------------------------------------------------------------
+class _Keeper:
+    """Keeps run states in a local checkpoint folder of the controller's node for workers
+    anywhere in the cluster (the body of the keeper actor)."""
+
+    def __init__(self, root: str) -> None:
+        self.store = LocalCheckpointStore(root, cache_size=0)
+
+    def put(self, key: str, blob: bytes) -> None:
+        """Write a serialised state atomically."""
+        path = self.store.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(blob)
+        os.replace(tmp, path)
+
+    def get(self, key: str) -> bytes | None:
+        """A serialised state, or None."""
+        path = self.store.path(key)
+        return path.read_bytes() if path.exists() else None
+
+    def exists(self, key: str) -> bool:
+        """Whether a state is there."""
+        return self.store.exists(key)
+
+    def copy(self, source: str, dest: str) -> None:
+        """See :meth:`CheckpointStore.copy`."""
+        self.store.copy(source, dest)
+
+    def prune(self, keep: str) -> None:
+        """See :meth:`CheckpointStore.prune`."""
+        self.store.prune(keep)
+
+    def delete_run(self, run_id: str) -> None:
+        """See :meth:`CheckpointStore.delete_run`."""
+        self.store.delete_run(run_id)
+
+
+def _keeper_for(root: Path) -> Any:
+    """The keeper actor of a checkpoint folder, on this node (one per folder)."""
+    ray = _ray()
+    name = "runfleet-keeper-" + str(abs(hash(str(root))))
+    with contextlib.suppress(ValueError):
+        return ray.get_actor(name)
+    return ray.remote(_Keeper).options(
+        name=name, num_cpus=0, scheduling_strategy=_here(), max_concurrency=8,
+        lifetime=None).remote(str(root))
+
+
+def _dumps(state: dict[str, Any]) -> bytes:
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def _loads(blob: bytes) -> dict[str, Any]:
+    import torch
+
+    state: dict[str, Any] = torch.load(io.BytesIO(blob), map_location="cpu",
+                                       weights_only=False)
+    return state
+
+
+class _Cached(CheckpointStore):
+    """What both remote stores share: a host-RAM cache of this process's recent states."""
+
+    def __init__(self, cache_size: int = 8) -> None:
+        self._cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._cache_size = cache_size
+
+    def _remember(self, key: str, state: dict[str, Any]) -> None:
+        self._cache[key] = state
+        self._cache.move_to_end(key)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def forget(self, run_id: str) -> None:
+        """See :meth:`CheckpointStore.forget`."""
+        for key in [k for k in self._cache if run_of(k) == run_id]:
+            del self._cache[key]
+
+
+class RayCheckpointStore(_Cached):
+    """Run states kept by the keeper actor on the controller's node, reached through Ray
+    from any node (no shared filesystem). ``root`` is the folder the keeper writes."""
+
+    def __init__(self, keeper: Any, root: str, cache_size: int = 8) -> None:
+        super().__init__(cache_size)
+        self.keeper, self.root = keeper, root
+
+    def __repr__(self) -> str:
+        return f"RayCheckpointStore({self.root!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"keeper": self.keeper, "root": self.root, "cache_size": self._cache_size}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["keeper"], state["root"], state["cache_size"])  # type: ignore[misc]
+
+    def save(self, key: str, state: dict[str, Any]) -> None:
+        """See :meth:`CheckpointStore.save` (returns once the keeper has it on disk)."""
+        _ray().get(self.keeper.put.remote(key, _dumps(state)))
+        self._remember(key, state)
+
+    def load(self, key: str) -> dict[str, Any]:
+        """See :meth:`CheckpointStore.load`."""
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        blob = _ray().get(self.keeper.get.remote(key))
+        if blob is None:
+            raise FileNotFoundError(f"no checkpoint {key} in {self.root}")
+        state = _loads(blob)
+        self._remember(key, state)
+        return state
+
+    def exists(self, key: str) -> bool:
+        """See :meth:`CheckpointStore.exists`."""
+        return bool(_ray().get(self.keeper.exists.remote(key)))
+
+    def copy(self, source: str, dest: str) -> None:
+        """See :meth:`CheckpointStore.copy`."""
+        _ray().get(self.keeper.copy.remote(source, dest))
+        self._cache.pop(dest, None)
+
+    def prune(self, keep: str) -> None:
+        """See :meth:`CheckpointStore.prune`."""
+        _ray().get(self.keeper.prune.remote(keep))
+        for key in [k for k in self._cache if run_of(k) == run_of(keep) and k != keep]:
+            del self._cache[key]
+
+    def delete_run(self, run_id: str) -> None:
+        """See :meth:`CheckpointStore.delete_run`."""
+        self.forget(run_id)
+        _ray().get(self.keeper.delete_run.remote(run_id))
+
+
+class FsspecCheckpointStore(_Cached):
+    """Run states as files under an fsspec URL every node can reach (a shared folder,
+    ``s3://bucket/path``, ``gs://...``); ``experiment`` names the sub-folder."""
+
+    def __init__(self, url: str, experiment: str = "", cache_size: int = 8) -> None:
+        super().__init__(cache_size)
+        self.url = url.rstrip("/") + (f"/{experiment}" if experiment else "")
+
+    def __repr__(self) -> str:
+        return f"FsspecCheckpointStore({self.url!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"url": self.url, "cache_size": self._cache_size}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["url"], "", state["cache_size"])  # type: ignore[misc]
+
+    def _fs(self) -> tuple[Any, str]:
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(self.url)
+        return fs, root
+
+    def _path(self, key: str) -> str:
+        run_id, _, name = key.partition("/")
+        return f"{self._fs()[1]}/{run_id}/{name}.pt"
+
+    def save(self, key: str, state: dict[str, Any]) -> None:
+        """See :meth:`CheckpointStore.save` (a temporary file, then a move)."""
+        fs, _ = self._fs()
+        path = self._path(key)
+        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        with fs.open(path + ".tmp", "wb") as f:
+            f.write(_dumps(state))
+        fs.mv(path + ".tmp", path)
+        self._remember(key, state)
+
+    def load(self, key: str) -> dict[str, Any]:
+        """See :meth:`CheckpointStore.load`."""
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        fs, _ = self._fs()
+        path = self._path(key)
+        if not fs.exists(path):
+            raise FileNotFoundError(f"no checkpoint {key} at {self.url}")
+        with fs.open(path, "rb") as f:
+            state = _loads(f.read())
+        self._remember(key, state)
+        return state
+
+    def exists(self, key: str) -> bool:
+        """See :meth:`CheckpointStore.exists`."""
+        fs, _ = self._fs()
+        return bool(fs.exists(self._path(key)))
+
+    def copy(self, source: str, dest: str) -> None:
+        """See :meth:`CheckpointStore.copy`."""
+        fs, _ = self._fs()
+        target = self._path(dest)
+        fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+        fs.copy(self._path(source), target + ".tmp")
+        fs.mv(target + ".tmp", target)
+        self._cache.pop(dest, None)
+
+    def prune(self, keep: str) -> None:
+        """See :meth:`CheckpointStore.prune`."""
+        fs, root = self._fs()
+        folder = f"{root}/{run_of(keep)}"
+        wanted = self._path(keep)
+        for path in fs.glob(f"{folder}/*.pt"):
+            if path.rstrip("/") != wanted and not path.endswith(wanted):
+                fs.rm(path)
+        for key in [k for k in self._cache if run_of(k) == run_of(keep) and k != keep]:
+            del self._cache[key]
+
+    def delete_run(self, run_id: str) -> None:
+        """See :meth:`CheckpointStore.delete_run`."""
+        self.forget(run_id)
+        fs, root = self._fs()
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm(f"{root}/{run_id}", recursive=True)
