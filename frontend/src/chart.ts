@@ -1,12 +1,13 @@
 // One chart of the metric grid: fetches a key's data for the drawn runs, draws it with
 // uPlot, zooms by drag (refetching the range at full resolution), shows a tooltip, and takes
-// live points without refetching history.
+// live points without refetching history. For an eval metric (`eval/<m>`) whose interval
+// bounds are logged, each run's interval is drawn as a shaded band around its line.
 
 import uPlot from "uplot";
 import { ApiError, api } from "./api";
 import {
-  ChartData, DrawnSeries, Seq, SmoothSpec, align, appendPoints, centreSeq, fromResponse,
-  gridFor, groupStats, rawSeq, smooth,
+  ChartData, DrawnSeries, Seq, SmoothSpec, align, appendPoints, boundSeq, centreSeq,
+  fromResponse, gridFor, groupStats, rawSeq, smooth,
 } from "./chartdata";
 import { withAlpha } from "./colors";
 import { fmt, fmtDuration, h, notice } from "./dom";
@@ -23,6 +24,22 @@ export interface ChartContext {
   name: (run: string) => string;
   /** The first chart drawn on the page marks the time (for the page-load benchmark). */
   onDrawn: () => void;
+  /** The keys of the interval to draw as a band around each run's line of `key` (their
+   *  lower and upper bounds, logged at the same steps), or null for none. */
+  interval?: (key: string) => IntervalKeys | null;
+}
+
+/** The keys holding an interval's lower and upper bounds. */
+export interface IntervalKeys {
+  lo: string;
+  hi: string;
+}
+
+/** The interval bounds of a chart's runs, fetched on the chart's grid. */
+interface Bounds {
+  keys: IntervalKeys;
+  lo: ChartData;
+  hi: ChartData;
 }
 
 const HEIGHT = 240;
@@ -43,6 +60,8 @@ export class Chart {
   private drawn: DrawnSeries[] = [];
   private signature = "";
   data: ChartData | null = null;
+  /** Interval bounds drawn as bands (eval metrics), when the chart has them. */
+  bounds: Bounds | null = null;
   zoom: [number, number] | null = null;
   requests = 0;
   private abort: AbortController | null = null;
@@ -102,7 +121,10 @@ export class Chart {
         start: this.zoom?.[0], end: this.zoom?.[1], buckets: this.width(),
       }, abort.signal);
       if (abort.signal.aborted) return;
+      const bounds = await this.fetchBounds(runs, res.start, res.end, res.buckets, abort.signal);
+      if (abort.signal.aborted) return;
       this.data = fromResponse(res);
+      this.bounds = bounds;
       this.loadedRuns = new Set(runs);
       this.el.dataset.mode = [...new Set(res.series.map((s) => s.mode))].join(",");
       this.setStatus(null);
@@ -121,13 +143,37 @@ export class Chart {
     }
   }
 
+  /** The interval bounds of `runs` over [start, end] (the range and bucket count of the
+   *  chart's own answer, so both land on its grid), or null when the chart draws no
+   *  interval. A failure leaves the bands out rather than the chart. */
+  private async fetchBounds(runs: string[], start: number | null, end: number | null,
+                            buckets: number, signal?: AbortSignal): Promise<Bounds | null> {
+    const keys = this.ctx.interval?.(this.key) ?? null;
+    if (!keys || start === null || end === null) return null;
+    const params = { project: this.ctx.project, runs: runs.join(","), x: this.ctx.x(),
+                     start, end, buckets };
+    try {
+      this.requests += 2;
+      this.el.dataset.requests = String(this.requests);
+      const [lo, hi] = await Promise.all([api.series({ ...params, key: keys.lo }, signal),
+                                          api.series({ ...params, key: keys.hi }, signal)]);
+      return { keys, lo: fromResponse(lo), hi: fromResponse(hi) };
+    } catch (err) {
+      if ((err as Error).name === "AbortError") throw err;
+      return null;
+    }
+  }
+
   /** Runs were added or removed: fetch only the new ones (on the same grid), drop others. */
   async updateRuns(): Promise<void> {
     const runs = this.ctx.runs();
     if (this.pending === runs.join(",")) return; // already being fetched
     if (!this.data) return this.load();
     const wanted = new Set(runs);
-    for (const r of [...this.data.lines.keys()]) if (!wanted.has(r)) this.data.lines.delete(r);
+    for (const d of [this.data, this.bounds?.lo, this.bounds?.hi]) {
+      if (!d) continue;
+      for (const r of [...d.lines.keys()]) if (!wanted.has(r)) d.lines.delete(r);
+    }
     for (const r of [...this.loadedRuns]) if (!wanted.has(r)) this.loadedRuns.delete(r);
     const missing = runs.filter((r) => !this.loadedRuns.has(r));
     if (!missing.length) return this.draw();
@@ -142,10 +188,20 @@ export class Chart {
       });
       const part = fromResponse(res);
       if (part.grid && !grid) return this.load(); // its own grid: redo the chart as a whole
-      for (const [run, line] of part.lines) {
-        const live = this.data.lines.get(run);
-        this.data.lines.set(run, line);
-        if (live && live.kind === "exact") appendPoints(this.data, run, live.x, live.y);
+      const merge = (into: ChartData, from: ChartData) => {
+        for (const [run, line] of from.lines) {
+          const live = into.lines.get(run);
+          into.lines.set(run, line);
+          if (live && live.kind === "exact") appendPoints(into, run, live.x, live.y);
+        }
+      };
+      merge(this.data, part);
+      if (this.bounds) {
+        const bounds = await this.fetchBounds(missing, res.start, res.end, res.buckets);
+        if (bounds && this.bounds) {
+          merge(this.bounds.lo, bounds.lo);
+          merge(this.bounds.hi, bounds.hi);
+        }
       }
       missing.forEach((r) => this.loadedRuns.add(r));
       this.draw();
@@ -158,6 +214,18 @@ export class Chart {
   appendLive(run: string, xs: number[], ys: number[]): void {
     if (!this.data || !this.loadedRuns.has(run)) return;
     if (appendPoints(this.data, run, xs, ys) && !this.redrawTimer) {
+      this.redrawTimer = window.setTimeout(() => {
+        this.redrawTimer = 0;
+        this.draw();
+      }, 200);
+    }
+  }
+
+  /** Live points of one bound of the chart's interval (`key` is the bound's key). */
+  appendBound(run: string, key: string, xs: number[], ys: number[]): void {
+    const b = this.bounds;
+    if (!b || !this.loadedRuns.has(run) || (key !== b.keys.lo && key !== b.keys.hi)) return;
+    if (appendPoints(key === b.keys.lo ? b.lo : b.hi, run, xs, ys) && !this.redrawTimer) {
       this.redrawTimer = window.setTimeout(() => {
         this.redrawTimer = 0;
         this.draw();
@@ -206,18 +274,27 @@ export class Chart {
         const stats = groupStats(seqs, grid);
         const color = this.ctx.color(firstRun.get(g)!);
         const label = `${g} (${seqs.length} run${seqs.length === 1 ? "" : "s"})`;
-        out.push({ label: `${label} max`, run: null, group: g, role: "band", color,
+        out.push({ label: `${label} max`, run: null, group: g, role: "band", color, edge: "hi",
                    seq: { x: stats.x, y: smooth(stats.hi, spec) } });
-        out.push({ label: `${label} min`, run: null, group: g, role: "band", color,
+        out.push({ label: `${label} min`, run: null, group: g, role: "band", color, edge: "lo",
                    seq: { x: stats.x, y: smooth(stats.lo, spec) } });
         out.push({ label, run: null, group: g, role: "mean", color,
                    seq: { x: stats.x, y: smooth(stats.mean, spec) } });
       }
       return out;
     }
+    const bounds = this.bounds;
     for (const r of runs) {
       const line = data.lines.get(r)!;
       const color = this.ctx.color(r);
+      const lo = bounds?.lo.lines.get(r);
+      const hi = bounds?.hi.lines.get(r);
+      if (bounds && lo && hi) {  // the interval, unsmoothed, under the run's line
+        out.push({ label: `${this.ctx.name(r)} interval high`, run: r, group: null,
+                   role: "band", color, edge: "hi", seq: boundSeq(hi, bounds.hi.grid, "hi") });
+        out.push({ label: `${this.ctx.name(r)} interval low`, run: r, group: null,
+                   role: "band", color, edge: "lo", seq: boundSeq(lo, bounds.lo.grid, "lo") });
+      }
       out.push({ label: this.ctx.name(r), run: r, group: null, role: "raw", color,
                  seq: rawSeq(line, data.grid) });
       if (spec.kind !== "none") {
@@ -262,6 +339,7 @@ export class Chart {
     }
     const runsDrawn = new Set(withPoints.map((s) => s.run ?? `group:${s.group}`));
     this.el.dataset.series = String(drawn.filter((s) => s.role !== "band").length);
+    this.el.dataset.bands = String(this.bandCount());
     this.el.dataset.runs = String(runsDrawn.size);
     this.el.dataset.drawn = "1";
     this.ctx.onDrawn();
@@ -273,8 +351,9 @@ export class Chart {
     const fg = cssVar("--fg-muted");
     const grid = cssVar("--grid");
     const bands: uPlot.Band[] = [];
+    const intervals = drawn.some((s) => s.role === "band" && s.run !== null);
     drawn.forEach((s, i) => {
-      if (s.role === "band" && s.label.endsWith(" max")) {
+      if (s.role === "band" && s.edge === "hi") {
         bands.push({ series: [i + 1, i + 2], fill: withAlpha(s.color, 0.18) });
       }
     });
@@ -294,7 +373,10 @@ export class Chart {
             : s.role === "raw" && smoothed ? withAlpha(s.color, 0.25) : s.color,
           width: s.role === "band" ? 0.5 : s.role === "mean" ? 2 : 1.25,
           spanGaps: true,
-          points: { show: false },
+          // eval metrics have a point per shard: shown, so that one shard done is visible
+          // (with its interval as two marks)
+          points: intervals && s.run !== null && s.role !== "smooth" && s.seq.x.length <= 200
+            ? { show: true, size: s.role === "band" ? 3 : 5, width: 1 } : { show: false },
         })),
       ],
       bands,
@@ -332,13 +414,28 @@ export class Chart {
     }
     const xs = u.data[0] as unknown as Float64Array;
     const rows: { label: string; color: string; value: number; run: string | null }[] = [];
-    this.drawn.forEach((s, i) => {
-      if (s.role === "band" || (s.role === "raw" && this.ctx.smoothing().kind !== "none")) return;
+    const near = (i: number): number | null => {
       const ys = u.data[i + 1] as (number | null)[];
       let v: number | null = ys[idx];
       for (let d = 1; v === null && d < 64; d++) v = ys[idx - d] ?? ys[idx + d] ?? null;
-      if (v !== null && v !== undefined) rows.push({ label: s.label, color: s.color, value: v, run: s.run });
+      return v ?? null;
+    };
+    const intervals = new Map<string, { lo: number | null; hi: number | null }>();
+    this.drawn.forEach((s, i) => {
+      if (s.role === "band" && s.run !== null && s.edge) {
+        const b = intervals.get(s.run) ?? { lo: null, hi: null };
+        b[s.edge] = near(i);
+        intervals.set(s.run, b);
+      }
+      if (s.role === "band" || (s.role === "raw" && this.ctx.smoothing().kind !== "none")) return;
+      const v = near(i);
+      if (v !== null) rows.push({ label: s.label, color: s.color, value: v, run: s.run });
     });
+    const valueText = (r: { value: number; run: string | null }): string => {
+      const b = r.run !== null ? intervals.get(r.run) : undefined;
+      return b && b.lo !== null && b.hi !== null
+        ? `${fmt(r.value)} [${fmt(b.lo)}, ${fmt(b.hi)}]` : fmt(r.value);
+    };
     rows.sort((a, b) => b.value - a.value);
     const x = this.ctx.x();
     const xv = xs[idx];
@@ -348,7 +445,7 @@ export class Chart {
       h("div", { class: "tip-x" }, `${x}: ${xText}`),
       ...rows.slice(0, TOOLTIP_ROWS).map((r) => h("div", { class: "tip-row" },
         h("span", { class: "swatch", style: `background:${r.color}` }),
-        h("span", { class: "tip-name" }, r.label), h("span", { class: "tip-val" }, fmt(r.value)))),
+        h("span", { class: "tip-name" }, r.label), h("span", { class: "tip-val" }, valueText(r)))),
       ...(rows.length > TOOLTIP_ROWS
         ? [h("div", { class: "tip-more" }, `+${rows.length - TOOLTIP_ROWS} more`)] : []),
     );
@@ -358,6 +455,12 @@ export class Chart {
     this.tip.style.left = flip ? "" : `${left + 14}px`;
     this.tip.style.right = flip ? `${this.el.clientWidth - left + 14}px` : "";
     this.tip.style.top = `${(u.cursor.top ?? 0) + u.over.offsetTop + 10}px`;
+  }
+
+  /** How many bands uPlot draws (group min-max bands or run intervals). */
+  bandCount(): number {
+    // uPlot keeps its bands on the instance (`u.bands`); its typings leave them out.
+    return (this.u as (uPlot & { bands?: uPlot.Band[] }) | null)?.bands?.length ?? 0;
   }
 
   /** Follow the container's width. */

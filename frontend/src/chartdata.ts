@@ -116,6 +116,22 @@ export function centreSeq(line: Line, grid: Grid | null): Seq {
   return { x: x.concat(line.tailX), y: y.concat(line.tailY) };
 }
 
+/** One edge of an interval band: the exact points, or per non-empty bucket its lowest
+ *  (`lo`) or highest (`hi`) value at the bucket centre (so the band drawn holds every
+ *  interval of the bucket), then live points. */
+export function boundSeq(line: Line, grid: Grid | null, edge: "lo" | "hi"): Seq {
+  if (line.kind === "exact" || !grid) return rawSeq(line, grid);
+  const w = bucketWidth(grid);
+  const x: number[] = [];
+  const y: number[] = [];
+  for (let i = 0; i < line.n.length; i++) {
+    if (line.n[i] === 0) continue;
+    x.push(grid.lo + (i + 0.5) * w);
+    y.push(edge === "lo" ? line.min[i] : line.max[i]);
+  }
+  return { x: x.concat(line.tailX), y: y.concat(line.tailY) };
+}
+
 /** Exponential moving average with TensorBoard's weight (0 = none, 0.99 = heavy), debiased:
  *  dividing by 1 - weight^k removes the pull towards 0 of the first points. NaN and
  *  infinite values are skipped (passed through as they are). */
@@ -237,6 +253,8 @@ export interface DrawnSeries {
   role: Role;
   color: string;
   seq: Seq;
+  /** For a band: its upper edge (followed by its lower edge) or its lower edge. */
+  edge?: "hi" | "lo";
 }
 
 export interface Aligned {

@@ -1,11 +1,13 @@
 // Run detail: config, summary, tags and notes (editable), the lineage of clones (a tree),
 // control buttons with the live status of the run's ops and their audit trail, alerts,
-// media (images, tables, histograms) and system metrics.
+// an eval run's per-query drill-down (queries.ts), media (images, tables, histograms) and
+// system metrics.
 
 import { ApiError, Json, LineageNode, MediaItem, RunDetail, RunInfo, api, mediaUrl } from "./api";
 import { Chart } from "./chart";
 import { actionButtons, argsText, fillButtons, fillOpStatus, opStatus } from "./control";
 import { debounce, fill, flatten, fmt, fmtDuration, fmtTime, h, notice } from "./dom";
+import { QueryDrillDown } from "./queries";
 import { state } from "./state";
 
 const TABLE_ROWS = 200;
@@ -18,6 +20,10 @@ export class RunDetailView {
   private lineageEl: HTMLElement = h("div", { id: "detail-lineage" });
   private opsEl: HTMLElement = h("div", { id: "detail-ops" });
   private refreshLineage = debounce(() => void this.reloadLineage(), 200);
+  private queries: QueryDrillDown | null = null;
+  /** Queries done by the shown eval run when its per-query tables were last read. */
+  private queriesDone: unknown = undefined;
+  private refreshQueries = debounce(() => void this.reloadQueries(), 300);
 
   constructor(private back: () => void, private open: (run: string) => void) {
     this.el = h("div", { class: "view view-run" });
@@ -37,6 +43,9 @@ export class RunDetailView {
       }
       const box = this.el.querySelector<HTMLElement>(".op-buttons");
       if (box) fillButtons(box, current);
+      if (this.queries && run.summary["eval/queries_done"] !== this.queriesDone) {
+        this.refreshQueries(); // a shard finished: its per-query tables are new
+      }
     }
     const family = current.lineage.tree.map((n) => n.id);
     const known = current.lineage.tree.find((n) => n.id === run.id);
@@ -73,6 +82,22 @@ export class RunDetailView {
     }
   }
 
+  /** The shown eval run finished a shard: read its media list again, load the new tables. */
+  private async reloadQueries(): Promise<void> {
+    const runId = this.runId;
+    const queries = this.queries;
+    if (!runId || !state.project || !queries) return;
+    try {
+      const run = await api.run(state.project, runId);
+      if (this.runId !== runId || this.queries !== queries || !this.current) return;
+      this.current.media = run.media;
+      this.queriesDone = run.summary["eval/queries_done"];
+      await queries.refresh(run.media);
+    } catch {
+      /* keep what is shown; the next change tries again */
+    }
+  }
+
   async show(runId: string): Promise<void> {
     this.runId = runId;
     this.charts.forEach((c) => c.destroy());
@@ -96,6 +121,9 @@ export class RunDetailView {
 
   private render(run: RunDetail): void {
     this.current = run;
+    this.queries = QueryDrillDown.applies(run) ? new QueryDrillDown(run, this.open) : null;
+    this.queriesDone = run.summary["eval/queries_done"];
+    void this.queries?.load();
     const duration = (run.finished ?? run.updated) - run.created;
     fill(this.lineageEl, this.lineage(run));
     this.renderOps(run);
@@ -114,6 +142,8 @@ export class RunDetailView {
       h("p", { class: "muted" }, `created ${fmtTime(run.created)}`,
         run.finished ? ` · finished ${fmtTime(run.finished)}` : "",
         ` · ${fmtDuration(duration)} · last step ${run.last_step >= 0 ? run.last_step : "none"}`),
+      // an eval run's queries first: its summary holds a hundred eval/ keys
+      this.queries ? this.section("Queries", this.queries.el) : null,
       h("div", { class: "detail-grid" },
         this.section("Config", kvTable(flatten(run.config))),
         this.section("Summary", kvTable(flatten(run.summary))),
@@ -283,6 +313,7 @@ export class RunDetailView {
   hide(): void {
     this.runId = null;
     this.current = null;
+    this.queries = null;
     this.charts.forEach((c) => c.destroy());
     this.charts = [];
   }

@@ -1,10 +1,13 @@
-// The metric grid: a toolbar (x axis, log scale, smoothing, group by, export) and one chart
-// per key with the selected runs overlaid. Charts load when scrolled into view.
+// The metric grid: a toolbar (x axis, log scale, smoothing, group by, interval, export) and
+// one chart per key with the selected runs overlaid. Charts load when scrolled into view.
+// The interval bounds of eval metrics (`eval/<m>_ci_low` ...) get no chart of their own
+// when their metric has one: they are drawn there, as a band.
 
 import { exportUrl } from "./api";
 import { Chart, ChartContext } from "./chart";
 import { SmoothSpec } from "./chartdata";
 import { debounce, fmt, h, lookup, notice } from "./dom";
+import { IntervalKind, boundKeys, parseBound } from "./evals";
 import { Smoothing, state } from "./state";
 
 export class MetricGrid {
@@ -71,6 +74,7 @@ export class MetricGrid {
         : null,
       color: (run) => state.color(run),
       name: (run) => state.run(run)?.name ?? run,
+      interval: (key) => boundKeys(key, new Set(state.keys.map((k) => k.key)), state.interval),
       onDrawn: () => {
         if (!this.firstDrawn) {
           this.firstDrawn = true;
@@ -88,9 +92,11 @@ export class MetricGrid {
     } catch {
       pattern = null;
     }
-    return state.keys.filter((k) => k.chartable && !k.system)
+    const keys = state.keys.filter((k) => k.chartable && !k.system)
       .map((k) => k.key)
       .filter((k) => !pattern || pattern.test(k));
+    const charted = new Set(keys);
+    return keys.filter((k) => !charted.has(parseBound(k)?.base ?? ""));
   }
 
   /** Keys changed (project opened, new key logged): make one chart per key. */
@@ -139,7 +145,12 @@ export class MetricGrid {
 
   /** Live points of one run and key, x already on the chart's axis. */
   live(run: string, key: string, xs: number[], ys: number[]): void {
-    this.charts.get(key)?.appendLive(run, xs, ys);
+    const chart = this.charts.get(key);
+    if (chart) chart.appendLive(run, xs, ys);
+    else {
+      const bound = parseBound(key);
+      if (bound) this.charts.get(bound.base)?.appendBound(run, key, xs, ys);
+    }
   }
 
   private renderToolbar(): void {
@@ -210,12 +221,27 @@ export class MetricGrid {
         this.rebuild();
       }, 250),
     });
+    const hasIntervals = state.keys.some((k) => parseBound(k.key) !== null);
+    const interval = hasIntervals ? h("select", {
+      id: "interval", "aria-label": "interval band of eval metrics",
+      title: "Band drawn around eval metrics: the 95% interval for the mean over the whole "
+        + "eval set (closes when every query is done), or the anytime-valid one",
+      onchange: (e: Event) => {
+        state.interval = (e.target as HTMLSelectElement).value as IntervalKind | "none";
+        state.emit("chartOptions");
+      },
+    },
+    h("option", { value: "ci", selected: state.interval === "ci" }, "95% interval band"),
+    h("option", { value: "cs", selected: state.interval === "cs" }, "anytime interval band"),
+    h("option", { value: "none", selected: state.interval === "none" }, "no interval band"))
+      : null;
     this.updateExport();
     this.toolbar.replaceChildren(
       h("label", {}, "x ", xSelect),
       h("label", { class: "check" }, log, " log y"),
       h("label", {}, smoothing), ...(amount ? [amount] : []),
       h("label", {}, group),
+      ...(interval ? [h("label", {}, interval)] : []),
       filter,
       this.exportLink,
     );

@@ -1,12 +1,15 @@
 // The dashboard page: layout, project and view switching, keyboard shortcuts, theme, and the
-// glue between the run list, the views and live updates.
+// glue between the run list, the views and live updates. The Compare tab appears for a
+// project of RAG eval runs (config trainer "rag").
 
 import "uplot/dist/uPlot.min.css";
 import "./style.css";
 import { ApiError, RunInfo, api, setToken } from "./api";
 import { ema, movingAverage } from "./chartdata";
+import { CompareView } from "./compare";
 import { setOpenRun } from "./control";
 import { debounce, fill, h, notice } from "./dom";
+import { classify, isEvalRun } from "./evals";
 import { MetricGrid } from "./grid";
 import { LiveClient, PointsEvent, encodeCursor } from "./live";
 import { ParallelView } from "./parallel";
@@ -20,13 +23,20 @@ const grid = new MetricGrid();
 const runList = new RunList(() => void loadRuns(false), (id) => openRun(id));
 const table = new RunsTable(() => void loadRuns(false), (id) => openRun(id));
 const parallel = new ParallelView((id) => openRun(id));
+const compare = new CompareView((id) => openRun(id));
 const detail = new RunDetailView(() => setView(state.detailRun ? lastView : "charts"), (id) => openRun(id));
 const main = h("main", { id: "main", tabindex: -1 });
 const projectSelect = h("select", { id: "project", "aria-label": "project",
   onchange: (e: Event) => void openProject((e.target as HTMLSelectElement).value) });
 const liveBadge = h("span", { class: "live", id: "live-status", role: "status" }, "");
 const tabs = new Map<View, HTMLButtonElement>();
+const VIEWS: View[] = ["charts", "table", "parallel", "compare"];
+const TAB_LABELS: Record<string, string> = {
+  charts: "Charts", table: "Table", parallel: "Parallel", compare: "Compare",
+};
 let lastView: View = "charts";
+/** Whether the open project holds RAG eval runs (then the Compare tab is shown). */
+let evalProject = false;
 const live = new LiveClient({
   run: onRunEvent,
   points: onPoints,
@@ -78,10 +88,13 @@ function initialTheme(): "light" | "dark" {
 // -- layout --------------------------------------------------------------------------------
 function layout(): void {
   const tabBar = h("nav", { class: "tabs", role: "tablist", "aria-label": "views" },
-    ...(["charts", "table", "parallel"] as View[]).map((v, i) => {
+    ...VIEWS.map((v, i) => {
       const b = h("button", { type: "button", role: "tab", id: `tab-${v}`, "aria-selected": "false",
-                              title: `${v} (${i + 1})`, onclick: () => setView(v) },
-        v === "charts" ? "Charts" : v === "table" ? "Table" : "Parallel");
+                              title: v === "compare"
+                                ? "compare eval configs: metrics with intervals, latency (4)"
+                                : `${v} (${i + 1})`,
+                              hidden: v === "compare" && !evalProject, onclick: () => setView(v) },
+        TAB_LABELS[v]);
       tabs.set(v, b);
       return b;
     }));
@@ -89,7 +102,7 @@ function layout(): void {
                                  title: "Light or dark theme (t)",
                                  onclick: () => applyTheme(state.theme === "dark" ? "light" : "dark") },
     "◐ Theme");
-  const help = h("span", { class: "muted keys-help" }, "/ search · 1-3 views · t theme · Esc back");
+  const help = h("span", { class: "muted keys-help" }, "/ search · 1-4 views · t theme · Esc back");
   fill(root,
     h("header", { class: "topbar" }, h("strong", { class: "brand" }, "runfleet"),
       h("label", {}, "Project ", projectSelect), tabBar, liveBadge, help, themeBtn),
@@ -97,7 +110,19 @@ function layout(): void {
   root.removeAttribute("aria-busy");
 }
 
+/** Show the Compare tab once the project's listed runs include an eval run (it stays while
+ *  a search hides them); leave the view if the project has none. */
+function updateTabs(): void {
+  evalProject = evalProject || state.runs.some((r) => isEvalRun(r));
+  const tab = tabs.get("compare");
+  if (tab) tab.hidden = !evalProject;
+  if (!evalProject && state.view === "compare") setView("charts");
+}
+
+state.on("runs", updateTabs);
+
 function setView(view: View): void {
+  if (view === "compare" && !evalProject) view = "charts";
   if (view !== "run") {
     lastView = view;
     state.detailRun = null;
@@ -106,10 +131,11 @@ function setView(view: View): void {
   state.view = view;
   tabs.forEach((b, v) => b.setAttribute("aria-selected", String(v === view)));
   const el = view === "charts" ? grid.el : view === "table" ? table.el
-    : view === "parallel" ? parallel.el : detail.el;
+    : view === "parallel" ? parallel.el : view === "compare" ? compare.el : detail.el;
   main.replaceChildren(el);
   if (view === "table") table.render();
   if (view === "parallel") parallel.render();
+  if (view === "compare") compare.render();
   if (view === "charts") grid.reloadAll();
   updateUrl();
 }
@@ -144,6 +170,7 @@ async function openProject(name: string): Promise<void> {
   state.ops = new Map();
   state.experiment = false;
   state.controllerAlive = false;
+  evalProject = false;
   projectSelect.value = name;
   live.close();
   subscribed = null;
@@ -314,8 +341,8 @@ function onKey(e: KeyboardEvent): void {
     document.getElementById("run-search")?.focus();
   } else if (e.key === "t") {
     applyTheme(state.theme === "dark" ? "light" : "dark");
-  } else if (e.key === "1" || e.key === "2" || e.key === "3") {
-    setView((["charts", "table", "parallel"] as View[])[Number(e.key) - 1]);
+  } else if (e.key === "1" || e.key === "2" || e.key === "3" || (e.key === "4" && evalProject)) {
+    setView(VIEWS[Number(e.key) - 1]);
   }
 }
 
@@ -341,7 +368,9 @@ async function boot(): Promise<void> {
   document.addEventListener("keydown", onKey);
   const params = new URLSearchParams(window.location.search);
   const view = params.get("view");
-  if (view === "table" || view === "parallel" || view === "charts") state.view = view;
+  if (view === "table" || view === "parallel" || view === "charts" || view === "compare") {
+    state.view = view;
+  }
   try {
     state.projects = await api.projects();
   } catch (err) {
@@ -367,7 +396,8 @@ setOpenRun((id) => openRun(id));
 
 // Hooks for tests and debugging.
 (window as unknown as Record<string, unknown>).__rf = {
-  state, grid, charts: grid.charts, smoothing: { ema, movingAverage },
+  state, grid, charts: grid.charts, smoothing: { ema, movingAverage }, compare,
+  evals: { classify },
 };
 
 void boot();

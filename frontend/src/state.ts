@@ -2,8 +2,9 @@
 
 import { KeyInfo, OpInfo, Project, RunInfo } from "./api";
 import { paletteColor } from "./colors";
+import { IntervalKind } from "./evals";
 
-export type View = "charts" | "table" | "parallel" | "run";
+export type View = "charts" | "table" | "parallel" | "compare" | "run";
 export type Smoothing = "none" | "ema" | "ma";
 export type Topic = "projects" | "runs" | "selection" | "keys" | "chartOptions" | "view" | "theme"
   | "live" | "ops";
@@ -43,6 +44,8 @@ export class State {
   maWindow = 9;
   groupBy = "";
   parallelMetric = "";
+  /** Interval drawn as a band around eval metrics (`eval/<m>` with `_ci_`/`_cs_` bounds). */
+  interval: IntervalKind | "none" = "ci";
 
   /** Control ops of the project by id (the audit trail, kept live). */
   ops = new Map<number, OpInfo>();
