@@ -193,10 +193,24 @@ class RayExecutor(Executor):
         return len(self._actors) if self._actors else (self.num_workers or 0)
 
     def describe(self) -> str:
-        """``"<n> Ray workers (<resources> each) on <m> node(s)"``."""
-        nodes = len({n["NodeID"] for n in _ray().nodes() if n.get("Alive")}) \
-            if _ray().is_initialized() else "?"
-        return f"{self.size} Ray worker(s) ({self.resources or {}} each) on {nodes} node(s)"
+        """``"<n> Ray worker(s) (<resources> each) on <m> node(s)"``."""
+        self._resolve()
+        nodes = len({n["NodeID"] for n in _ray().nodes() if n.get("Alive")})
+        each = ", ".join(f"{v:g} {k}" for k, v in (self.resources or {}).items())
+        return f"{self.size} Ray worker(s) ({each} each) on {nodes} node(s)"
+
+    def _resolve(self) -> None:
+        """Connect, then fill in the defaults that depend on the cluster: one GPU per worker
+        where there are GPUs, else one CPU; as many workers as that allows."""
+        connect(self.address, **self.init_args)
+        cluster = _ray().cluster_resources()
+        gpus = int(cluster.get("GPU", 0))
+        if self.resources is None:
+            self.resources = {"GPU": 1.0} if gpus else {"CPU": 1.0}
+        per = self.resources
+        if self.num_workers is None:
+            self.num_workers = max(1, int(gpus // per["GPU"]) if per.get("GPU") else
+                                   int(cluster.get("CPU", 1) // max(per.get("CPU", 1), 1)))
 
     def checkpoint_store(self, local: CheckpointStore) -> CheckpointStore:
         """The store workers use for run states, given the experiment's local one."""
@@ -213,18 +227,11 @@ class RayExecutor(Executor):
         """See :meth:`Executor.start`: connect, size the workers, start one actor per slot."""
         import dataclasses
 
-        ray = _ray()
-        connect(self.address, **self.init_args)
         from ray.util.queue import Queue
 
-        cluster = ray.cluster_resources()
-        gpus = int(cluster.get("GPU", 0))
-        if self.resources is None:
-            self.resources = {"GPU": 1.0} if gpus else {"CPU": 1.0}
-        per = self.resources
-        if self.num_workers is None:
-            self.num_workers = max(1, int(gpus // per["GPU"]) if per.get("GPU") else
-                                   int(cluster.get("CPU", 1) // max(per.get("CPU", 1), 1)))
+        self._resolve()
+        per = self.resources or {}
+        assert self.num_workers is not None
         self._device = "cuda" if per.get("GPU") else "cpu"
         threads = None if per.get("GPU") else max(1, int(per.get("CPU", 1)))
         if not isinstance(setup.checkpoints, (RayCheckpointStore, FsspecCheckpointStore)):
