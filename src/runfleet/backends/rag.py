@@ -96,7 +96,8 @@ class RagBackend(Backend):
         cache = self.resources.cache
         stages = cache.get("rag.stages")
         if stages is None:
-            stages = cache["rag.stages"] = StageCache(inputs.cache_dir, inputs.experiment)
+            stages = cache["rag.stages"] = StageCache(inputs.cache_dir, inputs.experiment,
+                                                     share=getattr(inputs, "share", None))
         models = cache.setdefault("rag.models", {})
         self.inputs = inputs
         self.pipeline = Pipeline(self.spec.config, inputs, stages, models,

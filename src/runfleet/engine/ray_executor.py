@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import sys
@@ -237,6 +238,7 @@ class RayExecutor(Executor):
         if not isinstance(setup.checkpoints, (RayCheckpointStore, FsspecCheckpointStore)):
             setup = dataclasses.replace(setup, checkpoints=self.checkpoint_store(
                 setup.checkpoints))
+        setup = _with_shared_folders(setup)
         self._setup_blob = cloudpickle.dumps(dataclasses.replace(setup, threads=threads))
         self._queue = Queue(actor_options={"num_cpus": 0,
                                            "scheduling_strategy": _here()})
@@ -402,15 +404,56 @@ class _Keeper:
         self.store.delete_run(run_id)
 
 
+class RayFolderShare:
+    """A folder on the controller's node, reached from any node through a keeper actor that
+    runs :class:`runfleet.rag.stages.FolderKeeper` there (how RAG workers share stage
+    artefacts: built once in the cluster, fetched by every other worker)."""
+
+    def __init__(self, keeper: Any, root: str) -> None:
+        self.keeper, self.root = keeper, root
+
+    def __repr__(self) -> str:
+        return f"RayFolderShare({self.root!r})"
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in ("claim", "renew", "release", "publish", "fetch", "log"):
+            raise AttributeError(name)
+        method = getattr(self.keeper, name)
+        return lambda *args: _ray().get(method.remote(*args))
+
+
+def _with_shared_folders(setup: WorkerSetup) -> WorkerSetup:
+    """``setup`` with its data's folders (RAG stage caches) shared through keeper actors:
+    data objects that have folders say so with a ``shared_through(make_share)`` method."""
+    import dataclasses
+
+    changes: dict[str, Any] = {}
+    for field in ("train_dataset", "eval_dataset"):
+        data = getattr(setup, field)
+        if hasattr(data, "shared_through"):
+            changes[field] = data.shared_through(_folder_share)
+    if changes.get("train_dataset") is not None and setup.eval_dataset is setup.train_dataset:
+        changes["eval_dataset"] = changes["train_dataset"]  # one object, shared once
+    return dataclasses.replace(setup, **changes) if changes else setup
+
+
+def _folder_share(root: Path) -> RayFolderShare:
+    """The share of a folder of this node: its keeper actor (one per folder)."""
+    from runfleet.rag.stages import FolderKeeper
+
+    name = "runfleet-folder-" + hashlib.sha256(str(root).encode()).hexdigest()[:16]
+    keeper = _ray().remote(FolderKeeper).options(
+        name=name, num_cpus=0, scheduling_strategy=_here(), max_concurrency=16,
+        get_if_exists=True).remote(str(root))
+    return RayFolderShare(keeper, str(root))
+
+
 def _keeper_for(root: Path) -> Any:
     """The keeper actor of a checkpoint folder, on this node (one per folder)."""
-    ray = _ray()
-    name = "runfleet-keeper-" + str(abs(hash(str(root))))
-    with contextlib.suppress(ValueError):
-        return ray.get_actor(name)
-    return ray.remote(_Keeper).options(
+    name = "runfleet-keeper-" + hashlib.sha256(str(root).encode()).hexdigest()[:16]
+    return _ray().remote(_Keeper).options(
         name=name, num_cpus=0, scheduling_strategy=_here(), max_concurrency=8,
-        lifetime=None).remote(str(root))
+        get_if_exists=True).remote(str(root))
 
 
 def _dumps(state: dict[str, Any]) -> bytes:

@@ -3,6 +3,8 @@ are cached, and the experiment's name (which tags the stage log)."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,14 @@ class RagInputs:
     evalset: Any
     cache_dir: Path | None
     experiment: str = ""
+    share: Any = None  # how workers away from cache_dir reach it (see rag.stages)
+
+    def shared_through(self, make_share: Callable[[Path], Any]) -> RagInputs:
+        """A copy whose workers reach the stage folder through ``make_share(cache_dir)``
+        (executors whose workers run on other machines call this)."""
+        if self.cache_dir is None:
+            return self
+        return dataclasses.replace(self, share=make_share(self.cache_dir))
 
     def __len__(self) -> int:
         return len(self.evalset.queries)
