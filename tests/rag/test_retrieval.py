@@ -142,7 +142,9 @@ def test_indexes_survive_pickling(slice_: dict[str, Any]) -> None:
 
     queries = Queries(texts=slice_["query_texts"], vectors=slice_["queries"])
     for index in (DenseIndex(slice_["passages"]), BM25Index(slice_["texts"]),
-                  BM25Index(slice_["texts"], stemmer="snowball")):
+                  BM25Index(slice_["texts"], stemmer="snowball"),
+                  FaissIndex(slice_["passages"]),
+                  FaissIndex(slice_["passages"], approximate=True)):
         again = pickle.loads(pickle.dumps(index))
         assert again.search(queries, 10) == index.search(queries, 10)
         assert (again.nbytes, len(again)) == (index.nbytes, len(index))

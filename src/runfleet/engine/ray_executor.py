@@ -181,6 +181,7 @@ class RayExecutor(Executor):
         self._reported_dead: set[int] = set()
         self._queue: Any = None
         self._keeper: Any = None
+        self._held: list[Any] = []  # keeper actors of shared folders, alive while held
         self._setup_blob = b""
         self._device = "cpu"
 
@@ -238,7 +239,7 @@ class RayExecutor(Executor):
         if not isinstance(setup.checkpoints, (RayCheckpointStore, FsspecCheckpointStore)):
             setup = dataclasses.replace(setup, checkpoints=self.checkpoint_store(
                 setup.checkpoints))
-        setup = _with_shared_folders(setup)
+        setup = _with_shared_folders(setup, self._held)
         self._setup_blob = cloudpickle.dumps(dataclasses.replace(setup, threads=threads))
         self._queue = Queue(actor_options={"num_cpus": 0,
                                            "scheduling_strategy": _here()})
@@ -356,6 +357,7 @@ class RayExecutor(Executor):
             with contextlib.suppress(Exception):
                 self._queue.shutdown()
             self._queue = None
+        self._held = []  # every worker is gone: the folder keepers may go too
 
 
 def _here() -> Any:
@@ -422,16 +424,23 @@ class RayFolderShare:
         return lambda *args: _ray().get(method.remote(*args))
 
 
-def _with_shared_folders(setup: WorkerSetup) -> WorkerSetup:
+def _with_shared_folders(setup: WorkerSetup, held: list[Any]) -> WorkerSetup:
     """``setup`` with its data's folders (RAG stage caches) shared through keeper actors:
-    data objects that have folders say so with a ``shared_through(make_share)`` method."""
+    data objects that have folders say so with a ``shared_through(make_share)`` method.
+    The shares made are added to ``held`` (a keeper lives while its handle is held here:
+    workers get theirs inside a pickled blob, which Ray does not count)."""
     import dataclasses
+
+    def make(root: Path) -> RayFolderShare:
+        share = _folder_share(root)
+        held.append(share)
+        return share
 
     changes: dict[str, Any] = {}
     for field in ("train_dataset", "eval_dataset"):
         data = getattr(setup, field)
         if hasattr(data, "shared_through"):
-            changes[field] = data.shared_through(_folder_share)
+            changes[field] = data.shared_through(make)
     if changes.get("train_dataset") is not None and setup.eval_dataset is setup.train_dataset:
         changes["eval_dataset"] = changes["train_dataset"]  # one object, shared once
     return dataclasses.replace(setup, **changes) if changes else setup

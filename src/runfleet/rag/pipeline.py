@@ -82,7 +82,8 @@ class Pipeline:
             self.indexes["dense"] = stages.get(
                 "dense_index", stage_key("dense_index", embeddings=emb_key,
                                          approximate=bool(retriever.approximate)),
-                lambda: self._vector_index(embeddings, bool(retriever.approximate)), run=run)
+                lambda: self._vector_index(embeddings, bool(retriever.approximate)), run=run,
+                save=_save_pickle, load=_load_pickle)
             queries_key = stage_key("query_embeddings", queries=_queries_fingerprint(
                 self.evalset), model=model)
             started = time.perf_counter()

@@ -261,6 +261,21 @@ class FaissIndex(_VectorIndex):
         self.build_seconds = time.perf_counter() - start
         self.nbytes = int(faiss.serialize_index(index).nbytes)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable: the faiss index as its serialised bytes (so a built index, HNSW
+        included, is shared as it is instead of being built again)."""
+        import faiss
+
+        state = dict(self.__dict__)
+        state["index"] = faiss.serialize_index(self.index)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        import faiss
+
+        self.__dict__.update(state)
+        self.index = faiss.deserialize_index(state["index"])
+
     def __len__(self) -> int:
         """The number of passages indexed."""
         return int(self.index.ntotal)
