@@ -321,15 +321,16 @@ class Controller:
 
     # -- scheduling -------------------------------------------------------------------------------
     def _assign(self) -> None:
-        while self._idle:
-            worker = self._idle[0]
+        # Every idle worker is offered a run: a policy that passes over one worker (it is
+        # told which) may still place a run on another.
+        for worker in list(self._idle):
             view = [Schedulable(r.index, r.spec.run_id, r.chunks_done, r.num_chunks,
                                 r.busy or bool(r.waiting_ops), r.active)
                     for r in self.runs]
             run_id = self.policy.choose(view, worker)
             if run_id is None:
-                return
-            self._idle.pop(0)
+                continue
+            self._idle.remove(worker)
             run = self.by_id[run_id]
             chunk = run.current_chunk
             end = run.plan_chunks[chunk][1]
