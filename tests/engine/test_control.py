@@ -15,21 +15,40 @@ import pytest
 
 import runfleet
 from runfleet import Experiment, GridSearch, List
-from runfleet.engine.ops import OpRejectedError
+from runfleet.engine.ops import OpRejectedError, wait_op
 from runfleet.fit import TorchConfig
+from runfleet.home import Home
 from tests.conftest import ROOT, subprocess_env
 from tests.engine.models import make_model, regression_data
 
+# Two runs, each held mid-chunk while its file ``<home>/hold-<n>`` exists (see
+# tests/engine/models.py): the test decides when each may go on, so no op races the clock.
 EXPERIMENT = textwrap.dedent("""
     import sys
     from runfleet import Experiment, GridSearch, List
     from runfleet.fit import TorchConfig
-    from tests.engine.models import make_model, regression_data
-    space = GridSearch(TorchConfig(hidden=List([4, 8]), learning_rate=0.01, max_steps=40,
-                                   per_device_train_batch_size=8, delay=0.03), trainer="torch")
-    Experiment("ctl", dir=sys.argv[1]).run_fit(space, make_model, regression_data(64),
-                                               num_chunks=2, workers=1, progress=False)
+    from tests.engine.models import make_held_model, regression_data
+    home = sys.argv[1]
+    space = GridSearch(List([
+        TorchConfig(hidden=4, learning_rate=0.01, max_steps=40, per_device_train_batch_size=8,
+                    hold=f"{home}/hold-1"),
+        TorchConfig(hidden=8, learning_rate=0.01, max_steps=40, per_device_train_batch_size=8,
+                    hold=f"{home}/hold-2")]), trainer="torch")
+    Experiment("ctl", dir=home).run_fit(space, make_held_model, regression_data(64),
+                                        num_chunks=2, workers=1, progress=False)
 """)
+
+
+def hold(home: Path, n: int) -> Path:
+    """Create the file that holds run ``n`` mid-chunk; return it."""
+    path = home / f"hold-{n}"
+    path.touch()
+    return path
+
+
+def held(path: Path) -> bool:
+    """Whether a worker is held by ``path`` (its model touched ``<path>.<pid>``)."""
+    return any(path.parent.glob(path.name + ".*"))
 
 
 GUARD_S = 600.0  # only against a hang: every wait below ends on an event
@@ -52,20 +71,22 @@ def losses(home: Path, project: str, run_id: str) -> list[float]:
 
 def test_stop_resume_clone_delete_from_another_process(home: Path) -> None:
     env = subprocess_env(PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{ROOT}")
+    hold_1, hold_2 = hold(home, 1), hold(home, 2)
     proc = subprocess.Popen([sys.executable, "-c", EXPERIMENT, str(home)], env=env,
                             stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: (home / "experiments" / "ctl" / "controller.json").exists(), proc)
+        wait_for(lambda: held(hold_1), proc)  # run-1 is mid-chunk, a step logged
         exp = Experiment.attach("ctl", dir=home)
-        wait_for(lambda: len(exp.runs()) == 2, proc)
         first, second = exp.runs()["id"].tolist()
-        wait_for(lambda: runfleet.Api(home).run("ctl", first).last_step >= 3, proc)
+        assert runfleet.Api(home).run("ctl", first).last_step >= 1
 
-        op = exp.stop(first)
+        pending = exp.stop(first, wait=False)
+        hold_1.unlink()  # the step in progress ends; the stop lands after it
+        op = wait_op(Home.resolve(home), pending.id, while_alive=lambda: proc.poll() is None)
         assert op.status == "applied" and op.source == "attach"
         assert runfleet.Api(home).run("ctl", first).status == "stopped"
         stopped_at = runfleet.Api(home).run("ctl", first).last_step
-        time.sleep(0.5)
+        wait_for(lambda: held(hold_2), proc)  # the worker moved on to run-2, held there
         assert runfleet.Api(home).run("ctl", first).last_step == stopped_at
         with pytest.raises(OpRejectedError, match="already stopped"):
             exp.stop(first)
@@ -76,6 +97,7 @@ def test_stop_resume_clone_delete_from_another_process(home: Path) -> None:
         with pytest.raises(OpRejectedError, match="learning_rate must be > 0"):
             exp.clone(second, changes={"learning_rate": -1.0})
         assert exp.resume(first).status == "applied"
+        hold_2.unlink()
         proc.wait(timeout=300)
     finally:
         if proc.poll() is None:
@@ -138,20 +160,32 @@ def test_delete_and_warm_clone_in_process(home: Path) -> None:
 
 def test_cli_controls_a_running_experiment(home: Path) -> None:
     env = subprocess_env(PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{ROOT}")
+    hold_1, hold_2 = hold(home, 1), hold(home, 2)
     proc = subprocess.Popen([sys.executable, "-c", EXPERIMENT, str(home)], env=env)
+    alive = lambda: proc.poll() is None  # noqa: E731
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "runfleet", *args, "--dir", str(home)],
-                              env=env, capture_output=True, text=True, timeout=120)
+                              env=env, capture_output=True, text=True, timeout=300)
+
+    def cli_releasing(release: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run a CLI op on a held run: let the run go once the op is recorded."""
+        ops_before = len(exp.ops())
+        started = subprocess.Popen([sys.executable, "-m", "runfleet", *args, "--dir",
+                                    str(home)], env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: len(exp.ops()) > ops_before or started.poll() is not None, proc)
+        release.unlink()
+        out, err = started.communicate(timeout=300)
+        return subprocess.CompletedProcess(started.args, started.returncode, out, err)
 
     try:
-        wait_for(lambda: (home / "experiments" / "ctl" / "controller.json").exists(), proc)
+        wait_for(lambda: held(hold_1), proc)  # run-1 is mid-chunk, a step logged
         exp = Experiment.attach("ctl", dir=home)
-        wait_for(lambda: len(exp.runs()) == 2, proc)
         first, second = exp.runs()["id"].tolist()
-        wait_for(lambda: runfleet.Api(home).run("ctl", first).last_step >= 2, proc)
-        out = cli("stop", first)
+        out = cli_releasing(hold_1, "stop", first)
         assert out.returncode == 0 and f"stop {first} applied" in out.stdout, out.stderr
+        wait_for(lambda: held(hold_2), proc)  # run-2 holds the worker: the controller lives
         bad = cli("clone", second, "--set", "bogus=1")
         assert bad.returncode == 1 and "unknown config key 'bogus'" in bad.stderr
         good = cli("clone", second, "--set", "learning_rate=0.02", "--name", "faster")
@@ -161,13 +195,9 @@ def test_cli_controls_a_running_experiment(home: Path) -> None:
         wait_for(lambda: runfleet.Api(home).run("ctl", first).status == "running", proc)
         stop_op = exp.stop(first, wait=False)
         resume_op = exp.resume(first, wait=False)
-        from runfleet.engine.ops import wait_op
-        from runfleet.home import Home
-
-        alive = lambda: proc.poll() is None  # noqa: E731
         assert wait_op(Home.resolve(home), stop_op.id, while_alive=alive).status == "applied"
         assert wait_op(Home.resolve(home), resume_op.id, while_alive=alive).status == "applied"
-        assert cli("delete", second).returncode == 0
+        assert cli_releasing(hold_2, "delete", second).returncode == 0
         proc.wait(timeout=300)
     finally:
         if proc.poll() is None:

@@ -15,8 +15,7 @@ import pandas as pd
 from runfleet import Experiment, GridSearch, List
 from runfleet.demo.tiny import load_model
 from runfleet.fit import LoraConfig, ModelConfig, SFTConfig, TorchConfig
-from tests.engine.models import regression_data
-from tests.ray import models
+from tests.engine.models import make_held_model, regression_data
 from tests.ray.helpers import (
     HopNodes,
     TwoNodes,
@@ -83,7 +82,7 @@ def test_a_node_lost_mid_chunk_costs_no_run_and_logs_no_step_twice(
 
     def drive() -> None:
         try:
-            exp.run_fit(space, models.make_model, regression_data(64), num_chunks=3,
+            exp.run_fit(space, make_held_model, regression_data(64), num_chunks=3,
                         executor=executor, progress=False)
         except BaseException as exc:  # reported by the test
             failures.append(exc)

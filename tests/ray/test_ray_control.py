@@ -20,8 +20,7 @@ from runfleet import Experiment, GridSearch, List
 from runfleet.engine.controller import EngineError
 from runfleet.fit import TorchConfig
 from tests.conftest import RAY_ENV, ROOT, subprocess_env
-from tests.engine.models import regression_data
-from tests.ray import models
+from tests.engine.models import make_held_model, regression_data
 from tests.ray.helpers import (
     DOORS,
     GUARD_S,
@@ -50,7 +49,7 @@ def test_stop_resume_clone_and_delete_while_a_ray_experiment_runs(
 
     def drive() -> None:
         try:
-            exp.run_fit(SPACE, models.make_model, regression_data(64), num_chunks=4,
+            exp.run_fit(SPACE, make_held_model, regression_data(64), num_chunks=4,
                         executor=executor, progress=False)
         except BaseException as exc:  # reported by the test
             failures.append(exc)
@@ -124,14 +123,14 @@ CONTROLLER = textwrap.dedent("""
     from runfleet.engine import RayExecutor
     from runfleet.fit import TorchConfig
     from tests.engine.models import regression_data
-    from tests.ray.models import make_model
+    from tests.engine.models import make_held_model
     home, address, hold, env = sys.argv[1:5]
     space = GridSearch(TorchConfig(hidden=List([4, 8]), learning_rate=0.01, max_steps=12,
                                    per_device_train_batch_size=8, hold=hold, hold_after=1),
                        trainer="torch")
     executor = RayExecutor(address=address, num_workers=2, resources_per_worker={"CPU": 1},
                            runtime_env={"env_vars": json.loads(env)}, log_to_driver=False)
-    Experiment("crash", dir=home).run_fit(space, make_model, regression_data(64),
+    Experiment("crash", dir=home).run_fit(space, make_held_model, regression_data(64),
                                           num_chunks=3, executor=executor, progress=False)
 """)
 

@@ -179,6 +179,8 @@ class RayExecutor(Executor):
         self._groups: list[Any] = []
         self._running: dict[int, Any] = {}  # worker -> the ObjectRef of its current task
         self._reported_dead: set[int] = set()
+        self._task_of: dict[int, int] = {}  # worker -> the id of the last task it was given
+        self._abandoned: set[int] = set()  # tasks of workers reported dead
         self._queue: Any = None
         self._keeper: Any = None
         self._held: list[Any] = []  # keeper actors of shared folders, alive while held
@@ -279,6 +281,7 @@ class RayExecutor(Executor):
         """See :meth:`Executor.submit`."""
         if worker in self._reported_dead:
             return
+        self._task_of[worker] = task.task_id
         self._running[worker] = self._actors[worker].run.options(
             concurrency_group="task").remote(cloudpickle.dumps(task))
 
@@ -290,7 +293,9 @@ class RayExecutor(Executor):
             cloudpickle.dumps(message))
 
     def poll(self, timeout: float) -> list[Event]:
-        """See :meth:`Executor.poll`."""
+        """See :meth:`Executor.poll`. Events of a task whose worker was reported dead are
+        dropped: one sent just before the death can reach the queue after the report, and
+        the controller has given that chunk to another worker by then."""
         from ray.util.queue import Empty
 
         out: list[Event] = []
@@ -302,6 +307,8 @@ class RayExecutor(Executor):
         if waiting:
             with contextlib.suppress(Empty):
                 out.extend(self._queue.get_nowait_batch(waiting))
+        if self._abandoned:
+            out = [e for e in out if _task_id(e) not in self._abandoned]
         return out
 
     def dead_workers(self) -> list[int]:
@@ -318,6 +325,8 @@ class RayExecutor(Executor):
         for i in dead:
             self._reported_dead.add(i)
             self._running.pop(i, None)
+            if i in self._task_of:
+                self._abandoned.add(self._task_of.pop(i))
         return dead
 
     def restart(self, worker: int) -> None:
@@ -358,6 +367,15 @@ class RayExecutor(Executor):
                 self._queue.shutdown()
             self._queue = None
         self._held = []  # every worker is gone: the folder keepers may go too
+
+
+def _task_id(event: Event) -> int | None:
+    """The task an event belongs to (None for a worker's ready report)."""
+    if isinstance(event, ChunkDone):
+        return int(event.result.task_id)
+    if isinstance(event, WorkerReady):
+        return None
+    return int(event.task_id)
 
 
 def _here() -> Any:
