@@ -213,11 +213,21 @@ def _add_demo(sub: Any, common: argparse.ArgumentParser) -> None:
         "needs pip install 'runfleet[train]'. 'runfleet demo rag': the experiment 'rag-demo', "
         "2 chunkings x dense, BM25 and hybrid retrieval with all-MiniLM-L6-v2 on the Cranfield "
         "collection shipped with runfleet, in 8 shards with live 95% intervals; needs pip "
-        "install 'runfleet[rag]'.")
+        "install 'runfleet[rag]'. With --executor ray the workers are Ray actors: on a local "
+        "Ray instance started for the demo (no dashboard, a small object store; shut down at "
+        "the end), or on the cluster at --ray-address; needs pip install 'runfleet[ray]'.")
     p.add_argument("which", nargs="?", choices=("sft", "rag"), default="sft",
                    help="which demo (default sft)")
     p.add_argument("--workers", type=int, default=None,
-                   help="worker processes (default: one per GPU, else 1)")
+                   help="worker processes (default: one per GPU, else 1; with --executor ray "
+                   "on a local instance: one per GPU, else one per core, at most 4)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="where the workers run: processes on this machine (default) or Ray "
+                   "actors")
+    p.add_argument("--ray-address", metavar="ADDR", default=None,
+                   help="with --executor ray: a running Ray cluster ('auto' for the one "
+                   "started on this machine with 'ray start --head', or HOST:6379); default: "
+                   "a local Ray instance started for the demo")
     p.add_argument("--num-chunks", type=int, default=4, help="sft: chunks per run (default 4)")
     p.add_argument("--max-steps", type=int, default=120,
                    help="sft: optimizer steps per run (default 120)")
@@ -253,14 +263,31 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         resolve_sinks(trackers)
     except (ValueError, ImportError) as exc:
         raise CliError(f"--trackers: {exc}") from None
-    if args.which == "rag":
-        results = run_rag(dir=getattr(args, "dir", None), workers=args.workers,
-                          num_shards=args.num_shards, progress=not args.no_progress,
-                          trackers=trackers)
+    if args.ray_address is not None and args.executor != "ray":
+        raise CliError("--ray-address needs --executor ray")
+
+    def run(executor: Any, workers: int | None) -> Any:
+        if args.which == "rag":
+            return run_rag(dir=getattr(args, "dir", None), workers=workers,
+                           num_shards=args.num_shards, progress=not args.no_progress,
+                           trackers=trackers, executor=executor)
+        return run_demo(dir=getattr(args, "dir", None), workers=workers,
+                        num_chunks=args.num_chunks, max_steps=args.max_steps,
+                        progress=not args.no_progress, trackers=trackers, executor=executor)
+
+    if args.executor == "ray":
+        try:
+            import ray  # noqa: F401
+
+            from runfleet.demo.on_ray import demo_executor
+        except ImportError:
+            raise CliError("--executor ray needs the ray extra: pip install 'runfleet[ray]'",
+                           EXIT_FAILURE) from None
+        with demo_executor(args.workers, args.ray_address,
+                           max_useful=6 if args.which == "rag" else 4) as executor:
+            results = run(executor, None)
     else:
-        results = run_demo(dir=getattr(args, "dir", None), workers=args.workers,
-                           num_chunks=args.num_chunks, max_steps=args.max_steps,
-                           progress=not args.no_progress, trackers=trackers)
+        results = run(None, args.workers)
     return EXIT_OK if (results["status"] == "completed").all() else EXIT_FAILURE
 
 

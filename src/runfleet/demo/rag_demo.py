@@ -25,6 +25,8 @@ from runfleet.rag import Chunker, Embedder, RagConfig, Retriever, load_beir
 if TYPE_CHECKING:
     import pandas as pd
 
+    from runfleet.engine.executor import Executor
+
 PROJECT = "rag-demo"
 DATA = Path(__file__).resolve().parent / "data" / "cranfield"
 
@@ -50,8 +52,12 @@ def demo_space(model: str) -> GridSearch:
 
 def run_demo(dir: str | os.PathLike[str] | None = None, workers: int | None = None,
              num_shards: int = 8, progress: bool = True, console: Console | None = None,
-             trackers: Sequence[Any] = ("runfleet",)) -> pd.DataFrame:
-    """Run the RAG demo and print a comparison table; return ``exp.results()``."""
+             trackers: Sequence[Any] = ("runfleet",),
+             executor: Executor | str | None = None) -> pd.DataFrame:
+    """Run the RAG demo and print a comparison table; return ``exp.results()``.
+
+    ``executor`` goes to :meth:`~runfleet.Experiment.run_evals` (e.g. a
+    :class:`~runfleet.engine.RayExecutor`; then ``workers`` must be None)."""
     if console is None:
         console = Console()
         if not console.is_terminal:  # logs and notebooks: keep the table whole
@@ -63,7 +69,7 @@ def run_demo(dir: str | os.PathLike[str] | None = None, workers: int | None = No
     exp = Experiment(PROJECT, dir=home.root, trackers=trackers)
     results = exp.run_evals(demo_space(minilm_path()), corpus, queries, qrels=qrels,
                             num_shards=num_shards, seed=0, workers=workers,
-                            progress=progress)
+                            progress=progress, executor=executor)
     latest = results.tail(6)
     console.print(comparison_table(latest))
     stats = exp.stage_stats()

@@ -7,8 +7,12 @@ back with ``from_pretrained``. ``runfleet demo`` and ``make demo`` run :func:`ru
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -21,6 +25,8 @@ from runfleet.home import Home
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from runfleet.engine.executor import Executor
 
 PROJECT = "sft-demo"
 
@@ -57,10 +63,13 @@ def prepare(home: Home) -> tuple[str, Any, Any]:
 def run_demo(dir: str | os.PathLike[str] | None = None, workers: int | None = None,
              num_chunks: int = 4, max_steps: int = 120, progress: bool = True,
              console: Console | None = None,
-             trackers: Sequence[Any] = ("runfleet",)) -> pd.DataFrame:
+             trackers: Sequence[Any] = ("runfleet",),
+             executor: Executor | str | None = None) -> pd.DataFrame:
     """Run the demo experiment and print a comparison table; return ``exp.results()``.
 
-    ``trackers`` are passed to :class:`~runfleet.Experiment` (e.g. ``("runfleet", "trackio")``).
+    ``trackers`` are passed to :class:`~runfleet.Experiment` (e.g. ``("runfleet", "trackio")``);
+    ``executor`` to :meth:`~runfleet.Experiment.run_fit` (e.g. a
+    :class:`~runfleet.engine.RayExecutor`; then ``workers`` must be None).
     """
     from runfleet.demo.tiny import load_model
 
@@ -73,8 +82,9 @@ def run_demo(dir: str | os.PathLike[str] | None = None, workers: int | None = No
     exp = Experiment(PROJECT, dir=home.root, trackers=trackers)
     results = exp.run_fit(demo_space(model_path, max_steps=max_steps,
                                      eval_steps=max(1, max_steps // num_chunks)),
-                          load_model, train, evaluation, num_chunks=num_chunks,
-                          workers=workers, progress=progress)
+                          load_model if executor in (None, "local") else
+                          ShippedModel(model_path), train, evaluation, num_chunks=num_chunks,
+                          workers=workers, progress=progress, executor=executor)
     console.print(comparison_table(results.tail(4)))
     console.print(
         "\nOpen the dashboard to compare the curves:\n"
@@ -82,6 +92,53 @@ def run_demo(dir: str | os.PathLike[str] | None = None, workers: int | None = No
         "Read the results from Python:\n"
         f"  runfleet.Experiment.attach({PROJECT!r}, dir={str(home.root)!r}).results()")
     return results
+
+
+class ShippedModel:
+    """A ``create_model_fn`` that carries the demo model's files (about 0.5 MB) with it, for
+    workers on machines that cannot see the controller's disk (a Ray cluster without a
+    shared filesystem): it loads ``config.model_name`` where that folder exists, else a
+    copy it writes once per machine under the temporary folder.
+
+    Example:
+        >>> exp.run_fit(space, ShippedModel(model_path), train, executor=exe)  # doctest: +SKIP
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self.files = {p.name: p.read_bytes() for p in sorted(Path(path).iterdir())
+                      if p.is_file()}
+        digest = hashlib.sha256()
+        for name, data in self.files.items():
+            digest.update(name.encode() + b"\0" + data)
+        self.digest = digest.hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return f"ShippedModel({self.path!r})"
+
+    def folder(self, name: str) -> str:
+        """Where to load ``name`` from on this machine: itself if it is there, else the
+        shipped copy (written on first use)."""
+        if name != self.path or (Path(name) / "config.json").exists():
+            return name
+        target = Path(tempfile.gettempdir()) / f"runfleet-demo-model-{self.digest}"
+        if not (target / "config.json").exists():
+            staging = Path(tempfile.mkdtemp(prefix=target.name + "-", dir=target.parent))
+            for file, data in self.files.items():
+                (staging / file).write_bytes(data)
+            try:
+                os.replace(staging, target)
+            except OSError:  # another worker of this machine was first
+                shutil.rmtree(staging, ignore_errors=True)
+        return str(target)
+
+    def __call__(self, config: Any) -> tuple[Any, Any]:
+        """``(model, tokenizer)`` for a run's config, as :func:`runfleet.demo.load_model`."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        folder = self.folder(config["model_name"])
+        return (AutoModelForCausalLM.from_pretrained(folder),
+                AutoTokenizer.from_pretrained(folder))
 
 
 def comparison_table(results: pd.DataFrame) -> Table:
