@@ -131,7 +131,7 @@ def start_ray(**init_args: Any) -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    args: dict[str, Any] = {"num_cpus": 4, "include_dashboard": False,
+    args: dict[str, Any] = {"address": "local", "num_cpus": 4, "include_dashboard": False,
                             "object_store_memory": 200 * 2**20, "log_to_driver": False,
                             "runtime_env": {"env_vars": RAY_ENV}}
     args.update(init_args)

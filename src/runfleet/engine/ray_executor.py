@@ -54,13 +54,18 @@ def _ray() -> Any:
 
 def connect(address: str | None = None, **init_args: Any) -> None:
     """Connect this process to Ray once: to the cluster at ``address`` (``"auto"``: the
-    one started on this machine with ``ray start``), or a local instance (None)."""
+    one started on this machine with ``ray start``), or, for None, the cluster named by
+    ``RAY_ADDRESS`` if set, else a new local instance (no dashboard)."""
     ray = _ray()
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     args: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": True}
     if address is None:
+        # a new local instance (plain ray.init() would join any cluster already running on
+        # this machine), unless RAY_ADDRESS names one, as Ray's own tools read it
+        address = os.environ.get("RAY_ADDRESS") or "local"
+    if address == "local":
         args.update(include_dashboard=False)
     args.update(init_args)
     ray.init(address=address, **args)
@@ -145,7 +150,7 @@ class RayExecutor(Executor):
     Args:
         address: a running cluster (``"auto"`` finds the one started on this machine with
             ``ray start --head``; or ``"ray://host:10001"``), or None for a local instance
-            started by this process.
+            started by this process (or the cluster ``RAY_ADDRESS`` names, when set).
         num_workers: worker slots (None: one per GPU of the cluster when workers ask for
             GPUs, else one per ``resources_per_worker`` CPUs of the cluster).
         resources_per_worker: what each worker reserves, e.g. ``{"GPU": 1}`` (the default
@@ -214,7 +219,7 @@ class RayExecutor(Executor):
         per = self.resources
         if self.num_workers is None:
             self.num_workers = max(1, int(gpus // per["GPU"]) if per.get("GPU") else
-                                   int(cluster.get("CPU", 1) // max(per.get("CPU", 1), 1)))
+                                   int(cluster.get("CPU", 1) // (per.get("CPU") or 1)))
 
     def checkpoint_store(self, local: CheckpointStore) -> CheckpointStore:
         """The store workers use for run states, given the experiment's local one."""
