@@ -78,7 +78,8 @@ def test_stop_resume_clone_delete_from_another_process(home: Path) -> None:
         wait_for(lambda: held(hold_1), proc)  # run-1 is mid-chunk, a step logged
         exp = Experiment.attach("ctl", dir=home)
         first, second = exp.runs()["id"].tolist()
-        assert runfleet.Api(home).run("ctl", first).last_step >= 1
+        # The step reaches the store when the worker's writer next flushes.
+        wait_for(lambda: runfleet.Api(home).run("ctl", first).last_step >= 1, proc)
 
         pending = exp.stop(first, wait=False)
         hold_1.unlink()  # the step in progress ends; the stop lands after it
