@@ -5,6 +5,7 @@ config, and bad input fails before any work."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -188,3 +189,60 @@ def test_a_model_folder_that_does_not_exist_fails_before_any_work(
         Experiment("rag-nomodel", dir=tmp_path).run_evals(space, corpus, queries, qrels=qrels,
                                                           progress=False)
     assert not (tmp_path / "experiments" / "rag-nomodel" / "engine.pkl").exists()
+
+
+
+def test_rescoring_by_a_second_embedder_shares_its_vectors(
+        data: tuple[Any, Any, Any], tmp_path: Path) -> None:
+    """BM25 and dense configs, each with and without rescoring by MiniLM: the passages are
+    embedded once (the rescorer's vectors are the retrieval stage); a pipeline's rescored
+    passages are in the order the standalone EmbedderReranker gives query by query, and a
+    dense config rescored by its own embedder keeps its ranking and scores."""
+    from runfleet.rag.data import eval_set
+    from runfleet.rag.embedding import load_embedder
+    from runfleet.rag.inputs import RagInputs
+    from runfleet.rag.pipeline import Pipeline
+    from runfleet.rag.rerank import EmbedderReranker
+    from runfleet.rag.stages import StageCache
+
+    corpus, queries, qrels = data
+    rescorer = Reranker(model=minilm(), kind="embedder")
+    space = GridSearch(RagConfig(
+        chunker=Chunker(strategy="recursive", size=128, overlap=16),
+        embedder=Embedder(model=minilm()),
+        retriever=Retriever(kind=List(["bm25", "dense"]), k=5, candidates=5),
+        reranker=List([None, rescorer])))
+    exp = Experiment("rag-rescore", dir=tmp_path)
+    results = exp.run_evals(space, corpus, queries, qrels=qrels, num_shards=3, seed=1,
+                            workers=1, progress=False, cache_dir=tmp_path / "cache")
+    assert set(results["status"]) == {RunStatus.COMPLETED}
+    stats = exp.stage_stats().groupby("stage")[["computed", "reused"]].sum()
+    assert stats.loc["embeddings", "computed"] == 1  # retrieval and rescoring, one model
+    assert stats.loc["query_embeddings", "computed"] == 1
+    dense = results[results["retriever.kind"] == "dense"]
+    plain = exp.rankings(dense[dense["reranker.kind"].isna()]["id"].iloc[0])
+    rescored = exp.rankings(dense[dense["reranker.kind"] == "embedder"]["id"].iloc[0])
+    assert plain[["query_id", "doc_id", "rank"]].equals(rescored[["query_id", "doc_id", "rank"]])
+    assert (plain["score"] - rescored["score"]).abs().max() <= 1e-6
+
+    def config(reranker: Any) -> RagConfig:
+        return RagConfig(chunker=Chunker(strategy="recursive", size=128, overlap=16),
+                         embedder=Embedder(model=minilm()),
+                         retriever=Retriever(kind="bm25", k=5, candidates=5), reranker=reranker)
+
+    inputs = RagInputs(eval_set(corpus, queries, qrels=qrels), tmp_path / "cache", "p")
+    cache = StageCache(tmp_path / "cache", "p")
+    bm25 = Pipeline(config(None), inputs, cache, {})
+    pipeline = Pipeline(config(rescorer), inputs, cache, {})
+    reference = EmbedderReranker(load_embedder(minilm()))
+    checked = 0
+    for i, query in enumerate(inputs.evalset.queries):
+        passages = bm25.run(i).passages
+        scores = reference.rerank(query.text, passages)
+        gaps = sorted(scores)
+        if min((b - a for a, b in itertools.pairwise(gaps)), default=1.0) < 1e-5:
+            continue  # near-ties may order either way between two batchings
+        order = sorted(range(len(passages)), key=lambda j: (-scores[j], j))
+        assert pipeline.run(i).passages == [passages[j] for j in order], query.id
+        checked += 1
+    assert checked >= len(queries) // 2

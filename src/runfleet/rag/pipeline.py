@@ -7,8 +7,9 @@ artefacts (:mod:`runfleet.rag.stages`), computed once and reused by every run (a
 and later experiment) that needs the same ones. Models are loaded once per worker.
 
 Latency per query is measured per stage: ``embed`` (the query's share of embedding all
-queries at once, as a batch job would), ``retrieve`` (search and fusion), ``rerank`` and
-``generate``.
+queries at once, as a batch job would), ``retrieve`` (search and fusion), ``rerank`` (for
+rescoring by a second embedder, also the query's share of embedding the queries with it)
+and ``generate``.
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ class Pipeline:
             model = config.embedder.model
             emb_key = stage_key("embeddings", chunks=chunks_key, model=model)
             embeddings = stages.get(
-                "embeddings", emb_key, lambda: self._embed(self.texts), run=run,
+                "embeddings", emb_key, lambda: self._embed(
+                    self.texts, model, int(config.embedder.batch_size)), run=run,
                 save=_save_array, load=_load_array)
             self.indexes["dense"] = stages.get(
                 "dense_index", stage_key("dense_index", embeddings=emb_key,
@@ -89,7 +91,8 @@ class Pipeline:
             started = time.perf_counter()
             self.query_vectors = stages.get(
                 "query_embeddings", queries_key,
-                lambda: self._embed([q.text for q in self.evalset.queries]), run=run,
+                lambda: self._embed([q.text for q in self.evalset.queries], model,
+                                    int(config.embedder.batch_size)), run=run,
                 save=_save_array, load=_load_array)
             self.embed_ms_per_query = 1000 * (time.perf_counter() - started) / max(
                 1, len(self.evalset.queries))
@@ -99,7 +102,30 @@ class Pipeline:
             self.indexes["bm25"] = stages.get(
                 "bm25_index", stage_key("bm25_index", chunks=chunks_key),
                 lambda: BM25Index(self.texts), run=run, save=_save_pickle, load=_load_pickle)
-        self.reranker = self._reranker(config.reranker)
+        self.rescore: tuple[np.ndarray, np.ndarray] | None = None
+        self.rescore_ms_per_query = 0.0
+        spec = config.reranker
+        if isinstance(spec, Reranker) and spec.kind == "embedder":
+            # A second embedder's vectors are stages too: the passages of a chunking are
+            # embedded once per model (shared with retrieval when it is the same model),
+            # then each query's candidates are rescored by inner product.
+            model, batch = spec.model, int(spec.batch_size)
+            passages = stages.get(
+                "embeddings", stage_key("embeddings", chunks=chunks_key, model=model),
+                lambda: self._embed(self.texts, model, batch), run=run, save=_save_array,
+                load=_load_array)
+            started = time.perf_counter()
+            queries = stages.get(
+                "query_embeddings", stage_key("query_embeddings", queries=_queries_fingerprint(
+                    self.evalset), model=model),
+                lambda: self._embed([q.text for q in self.evalset.queries], model, batch),
+                run=run, save=_save_array, load=_load_array)
+            self.rescore_ms_per_query = 1000 * (time.perf_counter() - started) / max(
+                1, len(self.evalset.queries))
+            self.rescore = (passages, queries)
+            self.reranker = None
+        else:
+            self.reranker = self._reranker(spec)
         self.generator = self._generator()
         self.index_build_s = sum(float(getattr(i, "build_seconds", 0.0))
                                  for i in self.indexes.values())
@@ -111,12 +137,12 @@ class Pipeline:
             self.models[key] = load()
         return self.models[key]
 
-    def _embed(self, texts: list[str]) -> np.ndarray:
+    def _embed(self, texts: list[str], name: str, batch_size: int) -> np.ndarray:
         from runfleet.rag.embedding import embed, load_embedder
 
-        model = self._model(("embedder", self.config.embedder.model, self.device),
-                            lambda: load_embedder(self.config.embedder.model, self.device))
-        return embed(model, texts, batch_size=int(self.config.embedder.batch_size))
+        model = self._model(("embedder", name, self.device),
+                            lambda: load_embedder(name, self.device))
+        return embed(model, texts, batch_size=batch_size)
 
     @staticmethod
     def _vector_index(embeddings: np.ndarray, approximate: bool) -> Any:
@@ -132,11 +158,6 @@ class Pipeline:
             return None
         if not isinstance(spec, Reranker):
             return rerank.CallableReranker(spec)
-        if spec.kind == "embedder":
-            return self._model(("rerank-embedder", spec.model, self.device),
-                               lambda: rerank.EmbedderReranker(
-                                   spec.model, device=self.device,
-                                   batch_size=int(spec.batch_size)))
         return self._model(("cross-encoder", spec.model, self.device),
                            lambda: rerank.CrossEncoderReranker(
                                spec.model, device=self.device, batch_size=int(spec.batch_size)))
@@ -161,7 +182,7 @@ class Pipeline:
     def run(self, index: int) -> QueryResult:
         """Retrieve (and rerank, and answer) the ``index``-th query of the eval set."""
         from runfleet.rag.generation import format_prompt
-        from runfleet.rag.rerank import rerank_hits
+        from runfleet.rag.rerank import rerank_hits, rescore_hits
         from runfleet.rag.retrieval import Queries, fuse_rrf, fuse_weighted
 
         query = self.evalset.queries[index]
@@ -185,12 +206,18 @@ class Pipeline:
             hits = found[retriever.kind]
         latency["retrieve"] = 1000 * (time.perf_counter() - started)
         keep = self.k
-        if self.reranker is not None:
+        if self.reranker is not None or self.rescore is not None:
             started = time.perf_counter()
             top_n = getattr(self.config.reranker, "top_n", None)
-            hits = rerank_hits(self.reranker, query.text, hits[:self.candidates], self.texts)
+            if self.rescore is not None:
+                passages, queries = self.rescore
+                hits = rescore_hits(hits[:self.candidates], passages, queries[index])
+            else:
+                hits = rerank_hits(self.reranker, query.text, hits[:self.candidates],
+                                   self.texts)
             keep = int(top_n) if top_n else self.k
-            latency["rerank"] = 1000 * (time.perf_counter() - started)
+            latency["rerank"] = 1000 * (time.perf_counter() - started) + \
+                self.rescore_ms_per_query
         ranking = doc_ranking([(self.chunks[row].id, score) for row, score in hits],
                               self.doc_of, k=keep)
         passages = [self.texts[row] for row, _ in hits[:keep]]

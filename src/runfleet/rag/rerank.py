@@ -3,7 +3,9 @@
 A :class:`Reranker` scores ``(query, passage)`` pairs: :class:`CrossEncoderReranker` (a
 sentence-transformers ``CrossEncoder``), :class:`EmbedderReranker` (cosine similarity under
 a second embedder) or :class:`CallableReranker` (any ``(query, texts) -> scores``
-function). :func:`rerank_hits` applies one to a query's retrieved hits.
+function). :func:`rerank_hits` applies one to a query's retrieved hits;
+:func:`rescore_hits` does the same with vectors already made (what an experiment does
+for a second embedder, whose passage vectors are a shared stage).
 
 Models load offline, as in :mod:`runfleet.rag.embedding`; sentence-transformers is
 imported when a model is loaded.
@@ -30,6 +32,7 @@ __all__ = [
     "Reranker",
     "RerankerError",
     "rerank_hits",
+    "rescore_hits",
 ]
 
 
@@ -156,6 +159,27 @@ def rerank_hits(reranker: Reranker, query: str, hits: Sequence[tuple[int, float]
     if len(scores) != len(rows) or not all(math.isfinite(s) for s in scores):
         raise RerankerError(f"{type(reranker).__name__} returned {len(scores)} scores for "
                             f"{len(rows)} passages, or non-finite ones")
+    return _reordered(rows, scores, top_n)
+
+
+def rescore_hits(hits: Sequence[tuple[int, float]], passage_vectors: np.ndarray,
+                 query_vector: np.ndarray) -> list[tuple[int, float]]:
+    """Reorder a query's hits by the inner product of unit vectors made by a second
+    embedder (``passage_vectors`` indexed by row, as :func:`~runfleet.rag.embedding.embed`
+    returns them): the scores of :class:`EmbedderReranker`, without embedding again.
+
+    Returns:
+        ``(row, cosine)`` pairs, best first; ties keep the retrieval order.
+    """
+    rows = [row for row, _score in hits]
+    if not rows:
+        return []
+    scores = passage_vectors[rows] @ np.asarray(query_vector, dtype=passage_vectors.dtype)
+    return _reordered(rows, [float(s) for s in scores], None)
+
+
+def _reordered(rows: list[int], scores: Sequence[float], top_n: int | None
+               ) -> list[tuple[int, float]]:
     order = sorted(range(len(rows)), key=lambda i: (-scores[i], i))
     kept = order if top_n is None else order[:top_n]
     return [(rows[i], float(scores[i])) for i in kept]
