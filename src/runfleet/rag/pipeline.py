@@ -210,9 +210,11 @@ class Pipeline:
             started = time.perf_counter()
             top_n = getattr(self.config.reranker, "top_n", None)
             if self.rescore is not None:
-                passages, queries = self.rescore
-                hits = rescore_hits(hits[:self.candidates], passages, queries[index])
+                passage_vectors, query_vectors = self.rescore
+                hits = rescore_hits(hits[:self.candidates], passage_vectors,
+                                    query_vectors[index])
             else:
+                assert self.reranker is not None
                 hits = rerank_hits(self.reranker, query.text, hits[:self.candidates],
                                    self.texts)
             keep = int(top_n) if top_n else self.k
