@@ -160,6 +160,32 @@ def test_env_var_patches_when_runfleet_is_imported(home: Path, tmp_path: Path) -
     assert run.summary_metrics["best"] == 1.0 and run.config == {"lr": 0.1}
 
 
+PLAIN_WANDB_SCRIPT = """
+import sys
+import wandb
+
+wandb.init(project="launcher", config={"lr": float(sys.argv[2])})
+wandb.log({"loss": 0.5})
+wandb.finish()
+print("ran", __name__, sys.argv[1:], wandb.__name__)
+"""
+
+
+def test_launcher_runs_an_unchanged_wandb_script(home: Path, tmp_path: Path) -> None:
+    script = tmp_path / "plain.py"
+    script.write_text(PLAIN_WANDB_SCRIPT)
+    done = subprocess.run([sys.executable, "-m", "runfleet.wandb", str(script), "--lr", "0.3"],
+                          env=subprocess_env(RUNFLEET_DIR=str(home)), capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ran __main__ ['--lr', '0.3'] runfleet.wandb"
+    (run,) = runfleet.Api(home).runs("launcher")
+    assert run.config == {"lr": 0.3} and run.summary["loss"] == 0.5
+    usage = subprocess.run([sys.executable, "-m", "runfleet.wandb"], env=subprocess_env(),
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert usage.returncode == 2 and "usage: python -m runfleet.wandb" in usage.stderr
+
+
 def test_without_the_env_var_import_wandb_still_fails(tmp_path: Path) -> None:
     env = subprocess_env()
     env.pop("RUNFLEET_WANDB", None)
