@@ -115,12 +115,14 @@ def test_video_and_audio_are_stored_under_the_home(home: Path, tmp_path: Path) -
     items = {m["key"]: m for m in runfleet.Api(home).run("media", run.id).media()}
     video = items["video"]
     assert video["type"] == "video" and video["path"].endswith(".gif")
-    assert video["meta"] == {"caption": "c", "fps": 5, "frames": 3, "width": 10, "height": 8}
+    assert video["meta"] == {"caption": "c", "format": "gif", "fps": 5, "frames": 3,
+                             "width": 10, "height": 8}
     from PIL import Image as PILImage
 
     with PILImage.open(video["value"]) as gif:
         assert getattr(gif, "n_frames", 1) == 3 and gif.size == (10, 8)
     assert Path(items["file"]["value"]).read_bytes() == clip.read_bytes()
+    assert items["file"]["meta"]["format"] == "mp4"
     samples, rate = items["sound"]["value"]
     assert rate == 8000 and samples.shape == (800, 1)
     assert np.abs(samples[:, 0] - tone).max() < 1e-4

@@ -255,10 +255,11 @@ class Video(Media):
         self._frames = np.stack([_to_uint8_image(frame) for frame in arr])
 
     def write(self, path: Path) -> dict[str, Any]:
-        """Save the video; metadata has caption, fps and (for arrays) frames, size."""
+        """Save the video; metadata has caption, format (the file's extension) and, for
+        arrays, fps, frames and size."""
         if self._source is not None:
             shutil.copyfile(self._source, path)
-            return {"caption": self.caption}
+            return {"caption": self.caption, "format": path.suffix.lstrip(".")}
         from PIL import Image as PILImage
 
         assert self._frames is not None
@@ -266,8 +267,8 @@ class Video(Media):
         frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:],
                        duration=max(1, round(1000 / self.fps)), loop=0)
         height, width = self._frames.shape[1:3]
-        return {"caption": self.caption, "fps": self.fps, "frames": len(frames),
-                "width": int(width), "height": int(height)}
+        return {"caption": self.caption, "format": "gif", "fps": self.fps,
+                "frames": len(frames), "width": int(width), "height": int(height)}
 
     @classmethod
     def load(cls, path: Path, meta: dict[str, Any]) -> Any:

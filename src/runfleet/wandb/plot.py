@@ -3,8 +3,8 @@
 Each function returns a :class:`runfleet.Table` holding the data to draw and, in its
 ``chart`` attribute, what to draw (``{"type": "line", "x": ..., "y": ..., "title": ...}``).
 Logged with ``log({"my chart": wandb.plot.line(...)})`` it is stored as a table; the spec is
-kept in the table's file and in its media metadata. The dashboard shows the table (drawing
-the chart from the spec is not done yet).
+kept in the table's file and in its media metadata. The dashboard's run page draws the
+chart from the spec, above the table.
 """
 
 from __future__ import annotations
