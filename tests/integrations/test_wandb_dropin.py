@@ -192,3 +192,32 @@ def test_without_the_env_var_import_wandb_still_fails(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", "import runfleet\nimport wandb"], env=env,
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode != 0 and "No module named 'wandb'" in done.stderr
+
+
+def test_trainer_hyperparameter_search_with_the_wandb_backend(
+        wandb: ModuleType, home: Path, tiny_model: str, instructions: Any, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """transformers' own wandb sweep driver runs on runfleet's in-process grid sweep."""
+    from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
+
+    from tests.integrations.test_transformers_callback import _collate, _tokenized
+
+    monkeypatch.setenv("WANDB_PROJECT", "hp")
+    data = _tokenized(tiny_model, instructions, 16)
+    args = TrainingArguments(str(tmp_path / "hp"), max_steps=2, logging_steps=1,
+                             per_device_train_batch_size=4, report_to="wandb", use_cpu=True,
+                             save_strategy="no", eval_strategy="no")
+    trainer = Trainer(args=args, train_dataset=data, eval_dataset=data.select(range(4)),
+                      data_collator=_collate,
+                      model_init=lambda *_: AutoModelForCausalLM.from_pretrained(tiny_model))
+    space = {"method": "grid", "metric": {"name": "eval/loss", "goal": "minimize"},
+             "parameters": {"learning_rate": {"values": [1e-2, 1e-5]}}}
+    best = trainer.hyperparameter_search(backend="wandb", hp_space=lambda _: space,
+                                         n_trials=2, direction="minimize")
+    assert best.hyperparameters["learning_rate"] in (1e-2, 1e-5)
+    trained = [r for r in runfleet.Api(home).runs("hp") if "train/loss" in r.keys()]
+    assert sorted(r.config["learning_rate"] for r in trained) == [1e-5, 1e-2]
+    assert {r.group for r in trained} == {best.run_summary}  # the sweep id
+    assert all(r.status == "completed" for r in runfleet.Api(home).runs("hp"))
+    objectives = {r.config["learning_rate"]: r.summary["eval/loss"] for r in trained}
+    assert best.objective == min(objectives.values())

@@ -40,7 +40,7 @@ from runfleet.tracking.media import Audio, Histogram, Image, Table, Video
 from runfleet.tracking.run import Run
 from runfleet.tracking.settings import Settings
 from runfleet.version import __version__ as _runfleet_version
-from runfleet.wandb import errors, plot, sdk, sweeps
+from runfleet.wandb import env, errors, plot, sdk, sweeps
 from runfleet.wandb.sweeps import agent, sweep
 
 #: The wandb API level the stand-in follows, marked as runfleet's (PEP 440 local label).
@@ -193,7 +193,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AlertLevel", "Api", "Audio", "Error", "Histogram", "Image", "Run", "Settings", "Table",
-    "UsageError", "Video", "__version__", "agent", "alert", "define_metric", "errors",
+    "UsageError", "Video", "__version__", "agent", "alert", "define_metric", "env", "errors",
     "finish", "init", "log", "log_artifact", "login", "plot", "save", "sdk", "setup",
     "sweep", "sweeps", "teardown", "termerror", "termlog", "termwarn", "unwatch",
     "use_artifact", "watch",
