@@ -210,12 +210,13 @@ def test_trainer_hyperparameter_search_with_the_wandb_backend(
     trainer = Trainer(args=args, train_dataset=data, eval_dataset=data.select(range(4)),
                       data_collator=_collate,
                       model_init=lambda *_: AutoModelForCausalLM.from_pretrained(tiny_model))
-    space = {"method": "grid", "metric": {"name": "eval/loss", "goal": "minimize"},
-             "parameters": {"learning_rate": {"values": [1e-2, 1e-5]}}}
+    space: Any = {"method": "grid", "metric": {"name": "eval/loss", "goal": "minimize"},
+                  "parameters": {"learning_rate": {"values": [1e-2, 1e-5]}}}
     best = trainer.hyperparameter_search(backend="wandb", hp_space=lambda _: space,
                                          n_trials=2, direction="minimize")
+    assert not isinstance(best, list)
     assert best.hyperparameters["learning_rate"] in (1e-2, 1e-5)
-    trained = [r for r in runfleet.Api(home).runs("hp") if "train/loss" in r.keys()]
+    trained = [r for r in runfleet.Api(home).runs("hp") if "train/loss" in r.keys(stream="default")]
     assert sorted(r.config["learning_rate"] for r in trained) == [1e-5, 1e-2]
     assert {r.group for r in trained} == {best.run_summary}  # the sweep id
     assert all(r.status == "completed" for r in runfleet.Api(home).runs("hp"))
