@@ -300,3 +300,13 @@ def test_unsupported_sweeps_say_what_to_use_instead(home: Path,
         shim.agent(random_id, function=boom, count=2)
     (failed,) = runfleet.Api(home).runs("fails")
     assert failed.status == "failed" and shim.run is None
+
+
+def test_table_takes_wandbs_other_shapes(home: Path) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"prompt": ["a", "b"], "score": [0.5, 1.0]})
+    from_data = runfleet.Table(data=frame)  # TRL's trainers pass a DataFrame as data
+    from_rows = runfleet.Table(columns=["x"], rows=[[1], [2]], allow_mixed_types=True)
+    assert (from_data.columns, from_data.data) == (["prompt", "score"], [["a", 0.5], ["b", 1.0]])
+    assert from_rows.data == [[1], [2]]

@@ -115,15 +115,21 @@ class Image(Media):
 class Table(Media):
     """A table of rows; ``Api`` reads it back as a pandas DataFrame.
 
-    Build it from ``columns`` and ``data`` (a list of rows), or from a ``dataframe``;
-    ``add_data(*row)`` appends a row.
+    Build it from ``columns`` and ``data`` (a list of rows; ``rows`` is accepted too), or
+    from a ``dataframe`` (also when passed as ``data``); ``add_data(*row)`` appends a row.
+    ``allow_mixed_types`` and ``log_mode`` are accepted for wandb compatibility.
     """
 
     type_name = "table"
     extension = ".table.json"
 
-    def __init__(self, columns: list[str] | None = None, data: list[list[Any]] | None = None,
-                 dataframe: Any = None) -> None:
+    def __init__(self, columns: list[str] | None = None, data: Any = None,
+                 dataframe: Any = None, rows: Any = None, allow_mixed_types: bool = True,
+                 log_mode: str | None = None) -> None:
+        if dataframe is None and hasattr(data, "to_numpy") and hasattr(data, "columns"):
+            dataframe = data  # wandb.Table(data=<DataFrame>), as TRL's trainers pass it
+        if data is None and rows is not None:
+            data = rows  # wandb's older name for data
         if dataframe is not None:
             columns = [str(c) for c in dataframe.columns]
             data = dataframe.to_numpy().tolist()
