@@ -92,6 +92,8 @@ def test_settings_fill_init_arguments_and_warn_for_cloud_fields(
                          settings={"run_name": "ignored", "run_tags": ["a"]})
     assert isinstance(run2, runfleet.Run) and run2._monitor is not None
     assert run2.name == "mine" and run2.tags == ("a",)
+    with pytest.raises(TypeError, match=r"settings= takes runfleet\.Settings"):
+        runfleet.init(project="sp", dir=home, settings=["mode", "offline"])
     with pytest.warns(UserWarning, match="not a setting runfleet knows"):
         runfleet.Settings(no_such_field=1)
     with warnings.catch_warnings():

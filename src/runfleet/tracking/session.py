@@ -117,6 +117,9 @@ def init(
         from runfleet.tracking.settings import Settings
 
         given = kwargs.pop("settings")
+        if not isinstance(given, (Settings, Mapping)):
+            raise TypeError(f"settings= takes runfleet.Settings (wandb.Settings) or a dict, "
+                            f"got {type(given).__name__}")
         chosen = given if isinstance(given, Settings) else Settings(**dict(given))
         filled = chosen.init_kwargs()
         project = project if project is not None else filled.get("project")
