@@ -282,10 +282,16 @@ export class RunDetailView {
                             loading: "lazy" }), caption ? h("p", { class: "muted" }, caption) : null);
       return;
     }
+    if (item.type === "video" || item.type === "audio") {
+      fill(body, renderPlayable(mediaUrl(run.project, run.id, item.index), item, caption));
+      return;
+    }
     fill(body, notice("loading", "Loading…"));
     try {
       const content = await api.mediaContent(run.project, run.id, item.index);
-      if (item.type === "table") fill(body, renderTable(content.value));
+      if (item.type === "table" && chartSpec(content.value)) {
+        fill(body, renderChart(content.value, chartSpec(content.value)!), renderTable(content.value));
+      } else if (item.type === "table") fill(body, renderTable(content.value));
       else if (item.type === "histogram") fill(body, renderHistogram(content.value));
       else fill(body, h("pre", {}, JSON.stringify(content.value, null, 1).slice(0, 5000)));
     } catch (err) {
@@ -336,6 +342,103 @@ function renderTable(value: Json): HTMLElement {
     h("thead", {}, h("tr", {}, ...t.columns.map((c) => h("th", {}, c)))),
     h("tbody", {}, ...rows.map((r) => h("tr", {}, ...r.map((c) => h("td", {}, fmt(c))))))),
   t.data.length > TABLE_ROWS ? h("p", { class: "muted" }, `first ${TABLE_ROWS} of ${t.data.length} rows`) : null);
+}
+
+/** A logged video (a GIF made from frames shows as an image) or audio clip, with controls. */
+function renderPlayable(src: string, item: MediaItem, caption: string): HTMLElement {
+  const label = caption || item.key;
+  const el = item.type === "audio"
+    ? h("audio", { controls: "", preload: "metadata", src, "aria-label": label })
+    : item.meta.format === "gif"
+      ? h("img", { src, alt: label, loading: "lazy" })
+      : h("video", { controls: "", preload: "metadata", src, "aria-label": label });
+  return h("div", { class: `media-${item.type}` }, el, caption ? h("p", { class: "muted" }, caption) : null);
+}
+
+/** What wandb.plot stores with a table: the kind of chart and the columns it draws. */
+interface ChartSpec { type: string; title?: string; x?: string; y?: string; stroke?: string;
+  label?: string; value?: string }
+
+function chartSpec(value: Json): ChartSpec | null {
+  const chart = (value as { chart?: unknown } | null)?.chart;
+  if (!chart || typeof chart !== "object") return null;
+  const kind = (chart as ChartSpec).type;
+  return ["line", "scatter", "bar", "histogram"].includes(kind) ? chart as ChartSpec : null;
+}
+
+const CHART_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"];
+
+/** Draw a wandb.plot chart (line, scatter, bar, histogram) from its table on a canvas. */
+function renderChart(value: Json, spec: ChartSpec): HTMLElement {
+  const t = value as { columns: string[]; data: Json[][] };
+  const col = (name: string | undefined) => (name === undefined ? -1 : t.columns.indexOf(name));
+  const num = (v: Json) => (typeof v === "number" ? v : Number.NaN);
+  const width = 420, height = 200, pad = 24, dpr = window.devicePixelRatio || 1;
+  const canvas = h("canvas", { class: "wandb-chart", role: "img", "data-chart": spec.type,
+                               "aria-label": `${spec.type} chart${spec.title ? `: ${spec.title}` : ""}` });
+  canvas.width = width * dpr;
+  canvas.height = height * dpr;
+  canvas.style.width = `${width}px`;
+  canvas.style.height = `${height}px`;
+  const ctx = canvas.getContext("2d")!;
+  ctx.scale(dpr, dpr);
+  ctx.font = "11px system-ui, sans-serif";
+  const muted = getComputedStyle(document.documentElement).getPropertyValue("--fg-muted").trim() || "#888";
+  let drawn = 0;
+  if (spec.type === "bar" || spec.type === "histogram") {
+    let labels: string[], values: number[];
+    if (spec.type === "bar") {
+      const li = col(spec.label), vi = col(spec.value);
+      labels = t.data.map((r) => String(r[li] ?? ""));
+      values = t.data.map((r) => num(r[vi]));
+    } else {
+      const xs = t.data.map((r) => num(r[col(spec.value)])).filter(Number.isFinite);
+      const lo = Math.min(...xs), hi = Math.max(...xs), n = Math.min(20, Math.max(1, xs.length));
+      values = new Array(n).fill(0);
+      xs.forEach((x) => { values[Math.min(n - 1, Math.floor(((x - lo) / (hi - lo || 1)) * n))] += 1; });
+      labels = values.map((_, i) => fmt(lo + ((hi - lo) * i) / n));
+    }
+    const max = Math.max(1e-12, ...values.filter(Number.isFinite).map(Math.abs));
+    const w = (width - 2 * pad) / Math.max(1, values.length);
+    values.forEach((v, i) => {
+      if (!Number.isFinite(v)) return;
+      const hgt = ((height - 2 * pad) * Math.abs(v)) / max;
+      ctx.fillStyle = CHART_COLORS[0];
+      ctx.fillRect(pad + i * w + 1, height - pad - hgt, Math.max(1, w - 2), hgt);
+      ctx.fillStyle = muted;
+      ctx.fillText(labels[i].slice(0, 8), pad + i * w + 1, height - pad + 12);
+      drawn += 1;
+    });
+  } else {
+    const xi = col(spec.x), yi = col(spec.y), si = col(spec.stroke);
+    const pts = t.data.map((r) => ({ x: num(r[xi]), y: num(r[yi]), s: si < 0 ? "" : String(r[si]) }))
+      .filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y));
+    const xs = pts.map((p) => p.x), ys = pts.map((p) => p.y);
+    const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
+    const px = (x: number) => pad + ((x - x0) / (x1 - x0 || 1)) * (width - 2 * pad);
+    const py = (y: number) => height - pad - ((y - y0) / (y1 - y0 || 1)) * (height - 2 * pad);
+    const groups = new Map<string, { x: number; y: number }[]>();
+    pts.forEach((p) => { if (!groups.has(p.s)) groups.set(p.s, []); groups.get(p.s)!.push(p); });
+    [...groups.values()].forEach((g, i) => {
+      ctx.strokeStyle = ctx.fillStyle = CHART_COLORS[i % CHART_COLORS.length];
+      if (spec.type === "line") {
+        g.sort((a, b) => a.x - b.x);
+        ctx.beginPath();
+        g.forEach((p, j) => (j ? ctx.lineTo(px(p.x), py(p.y)) : ctx.moveTo(px(p.x), py(p.y))));
+        ctx.stroke();
+      } else {
+        g.forEach((p) => { ctx.beginPath(); ctx.arc(px(p.x), py(p.y), 2.5, 0, 2 * Math.PI); ctx.fill(); });
+      }
+      drawn += g.length;
+    });
+    if (pts.length) {
+      ctx.fillStyle = muted;
+      ctx.fillText(`${spec.x}: ${fmt(x0)} … ${fmt(x1)}`, pad, height - 6);
+      ctx.fillText(`${spec.y}: ${fmt(y0)} … ${fmt(y1)}`, pad, 12);
+    }
+  }
+  canvas.dataset.points = String(drawn);
+  return h("div", { class: "media-chart" }, spec.title ? h("p", {}, h("strong", {}, spec.title)) : null, canvas);
 }
 
 function renderHistogram(value: Json): HTMLElement {

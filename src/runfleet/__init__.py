@@ -11,10 +11,15 @@ Reading back::
 
     runs = runfleet.Api().runs("my-exp")
     runs[0].history()
+
+Existing wandb code, unchanged: ``runfleet.patch_wandb()`` (or ``RUNFLEET_WANDB=1`` in the
+environment, read when ``runfleet`` is imported) makes ``import wandb`` give runfleet.
 """
 
 from __future__ import annotations
 
+import os
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from runfleet.api import Api, ApiRun, Project
@@ -30,9 +35,10 @@ from runfleet.tracking.api_functions import (
     watch,
 )
 from runfleet.tracking.config import Config
-from runfleet.tracking.media import Histogram, Image, Table
+from runfleet.tracking.media import Audio, Histogram, Image, Table, Video
 from runfleet.tracking.run import Run
 from runfleet.tracking.session import init
+from runfleet.tracking.settings import Settings
 from runfleet.tracking.summary import Summary
 
 if TYPE_CHECKING:
@@ -44,6 +50,7 @@ from runfleet.version import __version__
 __all__ = [
     "Api",
     "ApiRun",
+    "Audio",
     "Config",
     "Experiment",
     "GridSearch",
@@ -56,9 +63,11 @@ __all__ = [
     "Run",
     "RunNotFoundError",
     "RunfleetError",
+    "Settings",
     "StoreError",
     "Summary",
     "Table",
+    "Video",
     "__version__",
     "alert",
     "config",
@@ -67,6 +76,7 @@ __all__ = [
     "init",
     "log",
     "login",
+    "patch_wandb",
     "run",
     "save",
     "show",
@@ -105,3 +115,18 @@ def _show_without_dashboard(*args: Any, **kwargs: Any) -> None:
     """``runfleet.show`` when the dashboard extra is missing: raises the ImportError that
     names the missing package."""
     import runfleet.dashboard.server  # noqa: F401 - fails: starlette or uvicorn is missing
+
+
+def patch_wandb() -> ModuleType:
+    """Make ``import wandb`` and ``import wandb.<submodule>`` give runfleet's stand-in
+    (:mod:`runfleet.wandb`) for the rest of the process, whether or not wandb is installed,
+    so existing wandb code (transformers' ``report_to="wandb"``, TRL) logs to runfleet
+    unchanged. Returns the stand-in module. Call it before importing code that imports
+    wandb; ``RUNFLEET_WANDB=1`` in the environment makes ``import runfleet`` call it."""
+    from runfleet.wandb.patch import patch_wandb as _patch
+
+    return _patch()
+
+
+if os.environ.get("RUNFLEET_WANDB", "").strip().lower() in ("1", "true", "yes", "on"):
+    patch_wandb()

@@ -13,7 +13,7 @@ import functools
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from runfleet.home import Home
 from runfleet.store.base import SYSTEM_PREFIX, RunRecord, RunStatus, Series, Store
 from runfleet.store.sqlite import SQLiteStore
 from runfleet.tracking.media import MEDIA_TYPES
+from runfleet.tracking.urls import run_url
 from runfleet.tracking.writer import HEARTBEAT_S
 
 if TYPE_CHECKING:
@@ -115,12 +116,19 @@ class Api:
         return runs
 
     def run(self, path: str, id: str | None = None) -> ApiRun:
-        """One run by ``"project/id"`` (or ``run(project, id)``); raises ``RunNotFoundError``."""
+        """One run by ``"project/id"`` (or ``run(project, id)``); raises ``RunNotFoundError``.
+
+        wandb's ``"entity/project/id"`` works too: the entity is ignored when no project
+        is named ``entity/project``."""
         if id is None:
             if "/" not in path:
                 raise ValueError(f"run() needs 'project/id', got {path!r}")
             path, id = path.rsplit("/", 1)
         record = self._store.find_run(path, id=id)
+        if record is None and "/" in path:  # wandb's entity/project/id
+            record = self._store.find_run(path.split("/", 1)[1], id=id)
+            if record is not None:
+                path = record.project
         if record is None:
             raise RunNotFoundError(f"no run {id!r} in project {path!r}")
         return ApiRun(self, record)
@@ -380,6 +388,18 @@ class ApiRun:
         raise ValueError(f"unknown run field {name!r}: use config.<key>, summary.<key>, "
                          f"status, name, id, group, tags, parent, created, last_step")
 
+    @property
+    def summary_metrics(self) -> dict[str, Any]:
+        """The summary (wandb's name for it): same as :attr:`summary`."""
+        return self.summary
+
+    @property
+    def url(self) -> str:
+        """The run's page in the dashboard ``runfleet show`` serves (see
+        :func:`runfleet.tracking.urls.run_url`; ``RUNFLEET_DASHBOARD_URL`` overrides the
+        default ``http://127.0.0.1:7760/``)."""
+        return run_url(self.project, self.id)
+
     def refresh(self) -> ApiRun:
         """Re-read the run's metadata from the store."""
         self._record = self._api._store.get_run(self._record.rid)
@@ -452,6 +472,42 @@ class ApiRun:
         if not parts:
             return pd.DataFrame({"key": [], "step": [], "time": [], "value": []})
         return pd.concat(parts, ignore_index=True)
+
+    def scan_history(self, keys: list[str] | None = None, page_size: int = 1000,
+                     min_step: int | None = None, max_step: int | None = None
+                     ) -> Iterator[dict[str, Any]]:
+        """Every logged step as a dict row, oldest first, read ``page_size`` steps at a time
+        (wandb's ``scan_history``).
+
+        Each row has ``_step``, ``_timestamp`` (the latest time of its values) and the
+        metrics logged at that step; without ``keys`` every metric (not system metrics) is
+        read and a row holds those present at its step; with ``keys`` only rows where
+        every one of them is present are returned, holding those keys and ``_step``. Values
+        are exact (ints stay ints). A step logged twice gives one row per occurrence.
+        """
+        if page_size < 1:
+            raise ValueError(f"page_size must be at least 1, got {page_size}")
+        names = list(keys) if keys is not None else self.keys()
+        first = 0 if min_step is None else max(0, int(min_step))
+        last = self.last_step if max_step is None else min(int(max_step), self.last_step)
+        for lo in range(first, last + 1, page_size):
+            hi = min(lo + page_size - 1, last)
+            rows: dict[tuple[int, int], dict[str, Any]] = {}
+            for name in names:
+                s = self.series(name, lo, hi)
+                occurrence = _occurrence(s.steps)
+                for step, occ, when, value in zip(s.steps.tolist(), occurrence.tolist(),
+                                                  s.times.tolist(), s.values.tolist(),
+                                                  strict=True):
+                    row = rows.setdefault((step, occ), {"_step": step})
+                    row[name] = value
+                    row["_timestamp"] = max(row.get("_timestamp", when), when)
+            for _, row in sorted(rows.items()):
+                if keys is not None:
+                    if not all(k in row for k in names):
+                        continue
+                    row.pop("_timestamp", None)
+                yield row
 
     def downsample(self, key: str, buckets: int = 1000, start: float | None = None,
                    end: float | None = None, x: str = "step") -> pd.DataFrame:

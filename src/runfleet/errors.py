@@ -17,3 +17,9 @@ class StoreError(RunfleetError):
 
 class RunNotFoundError(RunfleetError, LookupError):
     """A run id or name asked for does not exist in the store."""
+
+
+class UsageError(RunfleetError):
+    """A call made in the wrong order, e.g. setting ``runfleet.config`` before ``init()``
+    (wandb raises its own usage error there too; ``wandb.errors.UsageError`` is this class
+    under :func:`runfleet.patch_wandb`)."""

@@ -37,7 +37,9 @@ from runfleet.version import __version__
 # bucket a block falls in is then decided by its first point, at most 1/2 bucket off.
 COARSE_BLOCKS_PER_BUCKET = 2
 MEDIA_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
-               ".gif": "image/gif", ".webp": "image/webp", ".json": "application/json"}
+               ".gif": "image/gif", ".webp": "image/webp", ".json": "application/json",
+               ".mp4": "video/mp4", ".webm": "video/webm", ".wav": "audio/wav",
+               ".mp3": "audio/mpeg", ".ogg": "audio/ogg", ".flac": "audio/flac"}
 
 
 @dataclass

@@ -8,11 +8,12 @@ from typing import Any
 from runfleet.tracking import session
 from runfleet.tracking.config import Config
 from runfleet.tracking.disabled import DisabledRun
+from runfleet.tracking.preinit import PreInitObject
 from runfleet.tracking.run import Run
 from runfleet.tracking.summary import Summary
 
-_detached_config = Config()
-_detached_summary = Summary()
+_preinit_config = PreInitObject("runfleet.config")
+_preinit_summary = PreInitObject("runfleet.summary")
 
 
 def current_run() -> Run | DisabledRun | None:
@@ -20,16 +21,18 @@ def current_run() -> Run | DisabledRun | None:
     return session.active_run()
 
 
-def current_config() -> Config:
-    """The active run's config; before ``init()``, a detached empty config."""
+def current_config() -> Config | PreInitObject:
+    """The active run's config; before ``init()`` an object whose every read and write
+    raises :class:`~runfleet.errors.UsageError` (as wandb does)."""
     run = session.active_run()
-    return run.config if run is not None else _detached_config
+    return run.config if run is not None else _preinit_config
 
 
-def current_summary() -> Summary:
-    """The active run's summary; before ``init()``, a detached empty summary."""
+def current_summary() -> Summary | PreInitObject:
+    """The active run's summary; before ``init()`` an object whose every read and write
+    raises :class:`~runfleet.errors.UsageError` (as wandb does)."""
     run = session.active_run()
-    return run.summary if run is not None else _detached_summary
+    return run.summary if run is not None else _preinit_summary
 
 
 def log(data: Mapping[str, Any], step: int | None = None, commit: bool | None = None) -> None:

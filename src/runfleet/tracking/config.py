@@ -111,6 +111,10 @@ class Config(MutableMapping[str, Any]):
                  on_change: Callable[[dict[str, Any]], None] | None = None) -> None:
         object.__setattr__(self, "_lock", threading.Lock())
         object.__setattr__(self, "_values", {})
+        # wandb keeps a config's values in ``_items`` and some libraries read
+        # ``vars(wandb.config)["_items"]`` (transformers' wandb hyperparameter search):
+        # the same dict, never rebound (changes are made in place).
+        object.__setattr__(self, "_items", self._values)
         object.__setattr__(self, "_on_change", None)
         if values:
             self.update(values)

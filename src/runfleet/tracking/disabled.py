@@ -54,6 +54,9 @@ class DisabledRun:
     def save(self, *args: Any, **kwargs: Any) -> None:
         """Does nothing."""
 
+    def _label(self, *args: Any, **kwargs: Any) -> None:
+        """Does nothing (wandb integrations label their runs)."""
+
     def __enter__(self) -> DisabledRun:
         return self
 

@@ -17,6 +17,7 @@ from runfleet.tracking.buffer import Block
 from runfleet.tracking.config import Config
 from runfleet.tracking.summary import MetricDefinition, Summary, parse_summary_modes
 from runfleet.tracking.text import check_text, escape_surrogates
+from runfleet.tracking.urls import run_url
 from runfleet.tracking.values import NUMERIC_TYPES, check_keys, normalize_dict, normalize_value
 from runfleet.tracking.writer import WAKE_AT_RECORDS, RunTarget, Writer
 
@@ -115,9 +116,11 @@ class Run:
         return self._finished
 
     @property
-    def url(self) -> None:
-        """Runs are local: there is no web URL (kept for wandb compatibility)."""
-        return None
+    def url(self) -> str:
+        """The run's page in the dashboard ``runfleet show`` serves
+        (``http://127.0.0.1:7760/?project=<project>&run=<id>`` by default;
+        ``RUNFLEET_DASHBOARD_URL`` names another address)."""
+        return run_url(self.project, self.id)
 
     @property
     def path(self) -> str:
@@ -320,6 +323,19 @@ class Run:
 
     def mark_preempting(self) -> None:
         """Accepted for wandb compatibility (no-op)."""
+
+    def _label(self, code: str | None = None, repo: str | None = None,
+               code_version: str | None = None, **kwargs: Any) -> None:
+        """What wandb's integrations call to say which library drives the run (e.g.
+        transformers' ``code="transformers_trainer"``): kept in the run's metadata under
+        ``labels``."""
+        labels = {k: str(v) for k, v in {"code": code, "repo": repo,
+                                          "code_version": code_version, **kwargs}.items()
+                  if v is not None}
+        if labels:
+            with self._target.lock:
+                merged = {**self._target.metadata.get("labels", {}), **labels}
+            self.set_metadata("labels", merged)
 
 
 def _as_step(step: Any) -> int:

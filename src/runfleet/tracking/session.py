@@ -107,10 +107,32 @@ def init(
             a failing sink is recorded on the run as a warning. ``finish()`` waits for the
             sinks to take what was logged (``RUNFLEET_SINK_TIMEOUT`` seconds at most).
 
+    ``settings`` takes a :class:`runfleet.Settings` (``wandb.Settings``) or a dict of its
+    fields: those with a local meaning fill the arguments above that were not given.
     Cloud-only arguments of wandb and trackio (``entity``, ``space_id``, ...) are accepted,
     warned about once and ignored; any other unknown argument is a ``TypeError``.
     """
     global _active
+    if kwargs.get("settings") is not None:
+        from runfleet.tracking.settings import Settings
+
+        given = kwargs.pop("settings")
+        if not isinstance(given, (Settings, Mapping)):
+            raise TypeError(f"settings= takes runfleet.Settings (wandb.Settings) or a dict, "
+                            f"got {type(given).__name__}")
+        chosen = given if isinstance(given, Settings) else Settings(**dict(given))
+        filled = chosen.init_kwargs()
+        project = project if project is not None else filled.get("project")
+        name = name if name is not None else filled.get("name")
+        group = group if group is not None else filled.get("group")
+        tags = tags if tags is not None else filled.get("tags")
+        notes = notes if notes is not None else filled.get("notes")
+        id = id if id is not None else filled.get("id")
+        resume = resume if resume is not None else filled.get("resume")
+        mode = mode if mode is not None else filled.get("mode")
+        if system_metrics is None:
+            system_metrics = filled.get("system_metrics")
+    kwargs.pop("settings", None)
     unknown = set(kwargs) - _CLOUD_ONLY
     if unknown:
         raise TypeError(f"init() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")

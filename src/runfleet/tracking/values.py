@@ -3,13 +3,17 @@
 ``log()`` must answer in microseconds, so plain Python scalars pass through untouched; numpy
 scalars, 0-d arrays and torch 0-d tensors become Python scalars (copied now, so a tensor
 changed in place later does not change what was logged); media objects are kept as they are
-for the writer thread to save. Anything else raises ``TypeError`` naming the key, and so
-do text holding a lone surrogate (see :mod:`runfleet.tracking.text`) and dicts nested more
-than :data:`~runfleet.tracking.text.MAX_DEPTH` levels.
+for the writer thread to save. Lists and tuples (of numbers, typically) are stored as JSON
+text, as wandb does; with ``RUNFLEET_STRICT=1`` in the environment they raise ``TypeError``
+instead. Anything else raises ``TypeError`` naming the key, and so do text holding a lone
+surrogate (see :mod:`runfleet.tracking.text`) and dicts nested more than
+:data:`~runfleet.tracking.text.MAX_DEPTH` levels.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,6 +47,8 @@ def normalize_value(key: str, value: Any) -> Any:
         if isinstance(value, float):
             return float(value)
         return check_text(f"cannot log {key!r}", str(value))
+    if isinstance(value, (list, tuple)):
+        return sequence_to_json(key, value)
     item = getattr(value, "item", None)
     if callable(item):
         size = getattr(value, "size", None)
@@ -70,6 +76,40 @@ def normalize_value(key: str, value: Any) -> Any:
         f"cannot log {key!r}: values of type {type(value).__name__} are not supported "
         f"(use a number, bool, str, a numpy/torch scalar, or runfleet.Image/Table/Histogram)"
     )
+
+
+def strict_mode() -> bool:
+    """Whether ``RUNFLEET_STRICT`` (``1``, ``true``, ``yes``) asks ``log()`` to refuse
+    values it would otherwise convert (lists and tuples, stored as JSON text)."""
+    return os.environ.get("RUNFLEET_STRICT", "").lower() in ("1", "true", "yes", "on")
+
+
+def sequence_to_json(key: str, value: list[Any] | tuple[Any, ...]) -> str:
+    """A logged list or tuple as JSON text (``[0.1, 0.2]``), as wandb stores it; numpy and
+    torch scalars or arrays inside become numbers, other objects their text. In strict mode
+    (:func:`strict_mode`) raises ``TypeError`` naming the key instead."""
+    if strict_mode():
+        raise TypeError(
+            f"cannot log {key!r}: a {type(value).__name__} is not a scalar (RUNFLEET_STRICT "
+            f"is set; without it the {type(value).__name__} is stored as JSON text)")
+    try:
+        return json.dumps(value, default=_json_item, allow_nan=True)
+    except (TypeError, ValueError, RecursionError):  # e.g. a circular list: keep its text
+        return check_text(f"cannot log {key!r}", f"{value!r:.10000}")
+
+
+def _json_item(obj: Any) -> Any:
+    for name in ("tolist", "item"):
+        method = getattr(obj, name, None)
+        if callable(method):
+            try:
+                if hasattr(obj, "detach"):
+                    obj = obj.detach().cpu()
+                    method = getattr(obj, name)
+                return method()
+            except Exception:  # a foreign object's conversion failed: use its text
+                break
+    return str(obj)
 
 
 def normalize_dict(data: Mapping[Any, Any], prefix: str = "", depth: int = 0
