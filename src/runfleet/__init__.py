@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from runfleet.api import Api, ApiRun, Project
+from runfleet.artifacts import Artifact
 from runfleet.errors import RunfleetError, RunNotFoundError, StoreError
 from runfleet.tracking import api_functions as _fn
 from runfleet.tracking.api_functions import (
@@ -25,8 +26,10 @@ from runfleet.tracking.api_functions import (
     define_metric,
     finish,
     log,
+    log_artifact,
     login,
     save,
+    use_artifact,
     watch,
 )
 from runfleet.tracking.config import Config
@@ -44,6 +47,7 @@ from runfleet.version import __version__
 __all__ = [
     "Api",
     "ApiRun",
+    "Artifact",
     "Config",
     "Experiment",
     "GridSearch",
@@ -66,11 +70,13 @@ __all__ = [
     "finish",
     "init",
     "log",
+    "log_artifact",
     "login",
     "run",
     "save",
     "show",
     "summary",
+    "use_artifact",
     "watch",
 ]
 

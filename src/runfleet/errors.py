@@ -17,3 +17,7 @@ class StoreError(RunfleetError):
 
 class RunNotFoundError(RunfleetError, LookupError):
     """A run id or name asked for does not exist in the store."""
+
+
+class ArtifactNotFoundError(RunfleetError, LookupError):
+    """An artefact name, version or alias asked for does not exist in the store."""

@@ -1,0 +1,158 @@
+"""Artefacts end to end on real runs and the real SQLite store: versions, aliases,
+deduplicated files, lineage, downloads, permissions and bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+import runfleet
+from runfleet.artifacts import ObjectStore
+from runfleet.errors import ArtifactNotFoundError
+from runfleet.home import Home
+from runfleet.store.base import ArtifactRole
+from runfleet.store.sqlite import SQLiteStore
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def _objects(home: Path) -> list[Path]:
+    return list(ObjectStore(Home.resolve(home)).all())
+
+
+def test_versions_aliases_dedup_and_lineage(home: Path, tmp_path: Path) -> None:
+    data = _write(tmp_path / "src" / "data.txt", "hello")
+    _write(tmp_path / "src" / "sub" / "extra.bin", "x" * 100)
+    with runfleet.init(project="p", dir=home, name="producer") as run:
+        art = runfleet.Artifact("ds", type="dataset", metadata={"rows": 2})
+        art.add_file(data)
+        a0 = run.log_artifact(art, aliases=["best"])
+        assert (a0.version, a0.aliases) == ("v0", ["latest", "best"])
+        # The same files again: the same version, no new object.
+        again = runfleet.Artifact("ds", type="dataset")
+        again.add_file(data)
+        assert run.log_artifact(again).version == "v0"
+        # New content: v1 takes latest; best stays on v0 until moved.
+        a1 = run.log_artifact(tmp_path / "src", name="ds", type="dataset")
+        assert (a1.version, a1.aliases) == ("v1", ["latest"])
+        assert sorted(f.path for f in a1.files()) == ["data.txt", "sub/extra.bin"]
+        assert a1.size == 105
+        producer_id = run.id
+    # data.txt is in v0 and v1 and stored once: two objects in all.
+    assert len(_objects(home)) == 2
+
+    with runfleet.init(project="p", dir=home, name="consumer") as run:
+        latest = run.use_artifact("ds:latest", type="dataset")
+        assert latest.version == "v1"
+        assert runfleet.use_artifact("ds").version == "v1"  # module level, latest default
+        best = run.use_artifact("ds:best")
+        assert best.version == "v0" and best.metadata == {"rows": 2}
+        assert Path(best.file()).read_text() == "hello"
+        folder = Path(latest.download())
+        assert (folder / "sub" / "extra.bin").read_text() == "x" * 100
+        assert run.use_artifact("p/ds:v0").version == "v0"
+        consumer_id = run.id
+        # Moving a user alias.
+        moved = runfleet.Artifact("ds", type="dataset")
+        moved.add_dir(tmp_path / "src")
+        assert run.log_artifact(moved, aliases=["best"]).aliases == ["latest", "best"]
+
+    store = SQLiteStore.open(home / "runfleet.db")
+    try:
+        v0, v1 = store.artifact_versions("p", "ds")
+        assert v0.aliases == [] and v1.aliases == ["latest", "best"]
+        assert v0.producer is not None and v0.producer.run_id == producer_id
+        assert [u.run_id for u in v0.users] == [consumer_id]  # used once, linked once
+        assert [u.run_id for u in v1.users] == [consumer_id]
+        consumer = store.find_run("p", id=consumer_id)
+        assert consumer is not None
+        roles = [(role, rec.version) for role, rec in store.run_artifacts(consumer.rid)]
+        assert roles == [(ArtifactRole.USED, 1), (ArtifactRole.USED, 0),
+                         (ArtifactRole.LOGGED, 1)]
+    finally:
+        store.close()
+
+
+def test_same_content_in_two_artefacts_is_stored_once(home: Path, tmp_path: Path) -> None:
+    weights = _write(tmp_path / "w.bin", "weights" * 1000)
+    with runfleet.init(project="p", dir=home) as run:
+        run.log_artifact(weights, name="model-a", type="model")
+        other = run.log_artifact(weights, name="model-b", type="model")
+    assert other.version == "v0"
+    assert len(_objects(home)) == 1
+
+
+def test_files_are_private_and_objects_content_addressed(home: Path, tmp_path: Path) -> None:
+    src = _write(tmp_path / "secret.txt", "token")
+    with runfleet.init(project="p", dir=home) as run:
+        art = run.log_artifact(src, type="dataset")
+        downloaded = Path(art.file("secret.txt"))
+    (obj,) = _objects(home)
+
+    assert obj.name == hashlib.sha256(b"token").hexdigest()
+    assert stat.S_IMODE(obj.stat().st_mode) == 0o600
+    assert stat.S_IMODE(obj.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE((home / "artifacts").stat().st_mode) == 0o700
+    assert stat.S_IMODE(downloaded.stat().st_mode) == 0o600
+    # A downloaded copy edited by the user is restored by the next download; the object
+    # it came from is untouched.
+    os.chmod(downloaded, 0o600)
+    downloaded.write_text("edited")
+    assert Path(art.file()).read_text() == "token"
+    assert obj.read_text() == "token"
+
+
+def test_bad_input_gets_clear_errors(home: Path, tmp_path: Path) -> None:
+    f = _write(tmp_path / "f.txt", "1")
+    with pytest.raises(ValueError, match="artefact name 'a:b' is not valid"):
+        runfleet.Artifact("a:b", type="model")
+    art = runfleet.Artifact("a", type="model")
+    with pytest.raises(ValueError, match="not a file"):
+        art.add_file(tmp_path / "missing.txt")
+    with pytest.raises(ValueError, match="must be relative"):
+        art.add_file(f, name="../escape.txt")
+    with pytest.raises(ValueError, match="download\\(\\) needs a logged artefact"):
+        art.download()
+    with runfleet.init(project="p", dir=home) as run:
+        with pytest.raises(ValueError, match="holds no files"):
+            run.log_artifact(art)
+        with pytest.raises(ValueError, match="no such file or folder"):
+            run.log_artifact(tmp_path / "nope")
+        with pytest.raises(ValueError, match="looks like a version"):
+            run.log_artifact(f, name="a", type="model", aliases=["v2"])
+        logged = run.log_artifact(f, name="a", type="model")
+        with pytest.raises(ValueError, match="is logged and cannot change"):
+            logged.add_file(f)
+        with pytest.raises(ValueError, match="has type 'model', not 'dataset'"):
+            run.log_artifact(f, name="a", type="dataset")
+        with pytest.raises(ArtifactNotFoundError, match="no artefact named 'zzz'"):
+            run.use_artifact("zzz:latest")
+        with pytest.raises(ArtifactNotFoundError, match=r"no version or alias 'v9' \(versions: v0"):
+            run.use_artifact("a:v9")
+        with pytest.raises(ValueError, match="has type 'model', not 'dataset'"):
+            run.use_artifact("a", type="dataset")
+        with pytest.raises(ArtifactNotFoundError, match="has no file 'other'"):
+            run.use_artifact("a").file("other")
+
+
+def test_disabled_run_stores_nothing(home: Path, tmp_path: Path) -> None:
+    f = _write(tmp_path / "f.txt", "1")
+    with runfleet.init(project="p", dir=home, mode="disabled") as run:
+        art = run.log_artifact(f, type="model")
+        assert art.version is None
+        with pytest.raises(ArtifactNotFoundError, match="disabled"):
+            run.use_artifact("f.txt")
+    assert not (home / "artifacts").exists()
+
+
+def test_module_level_functions_need_a_run() -> None:
+    with pytest.raises(Exception, match="init"):
+        runfleet.use_artifact("x")
