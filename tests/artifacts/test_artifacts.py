@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from runfleet.errors import ArtifactNotFoundError
 from runfleet.home import Home
 from runfleet.store.base import ArtifactRole
 from runfleet.store.sqlite import SQLiteStore
+from tests.conftest import PYTHON, subprocess_env
 
 
 def _write(path: Path, text: str) -> Path:
@@ -156,3 +158,46 @@ def test_disabled_run_stores_nothing(home: Path, tmp_path: Path) -> None:
 def test_module_level_functions_need_a_run() -> None:
     with pytest.raises(Exception, match="init"):
         runfleet.use_artifact("x")
+
+
+def test_api_reads_artefacts_outside_a_run(home: Path, tmp_path: Path) -> None:
+    f = _write(tmp_path / "f.txt", "payload")
+    with runfleet.init(project="p", dir=home) as run:
+        run.log_artifact(f, name="data", type="dataset", aliases=["gold"])
+    with runfleet.Api(home) as api:
+        art = api.artifact("p/data:gold", type="dataset")
+        assert art.version == "v0" and Path(art.file()).read_text() == "payload"
+        assert art.users == []  # reading through the Api records no use
+        assert [a.qualified_name for a in api.artifacts("p")] == ["p/data:v0"]
+        with pytest.raises(ValueError, match="needs 'project/name"):
+            api.artifact("data:latest")
+        with pytest.raises(ArtifactNotFoundError):
+            api.artifact("q/data")
+
+
+def test_processes_logging_at_once_get_distinct_versions(home: Path, tmp_path: Path) -> None:
+    script = tmp_path / "log.py"
+    script.write_text(
+        "import sys, pathlib, runfleet\n"
+        "i = sys.argv[1]\n"
+        "f = pathlib.Path(sys.argv[2]) / f'w{i}.bin'\n"
+        "f.write_bytes(b'shared' * 1000)\n"
+        "g = pathlib.Path(sys.argv[2]) / f'own{i}.bin'\n"
+        "g.write_text(i)\n"
+        "with runfleet.init(project='p', dir=sys.argv[3]) as run:\n"
+        "    art = runfleet.Artifact('m', type='model')\n"
+        "    art.add_file(f, name='shared.bin')\n"
+        "    art.add_file(g, name='own.bin')\n"
+        "    run.log_artifact(art)\n"
+        "    same = runfleet.Artifact('same', type='model')\n"
+        "    same.add_file(f, name='shared.bin')\n"
+        "    run.log_artifact(same)\n")
+    procs = [subprocess.Popen([PYTHON, str(script), str(i), str(tmp_path), str(home)],
+                              env=subprocess_env()) for i in range(4)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
+    with runfleet.Api(home) as api:
+        versions = api.store.artifact_versions("p", "m")
+        assert sorted(v.version for v in versions) == [0, 1, 2, 3]
+        (same,) = api.store.artifact_versions("p", "same")
+        assert len(same.links) == 4  # one version, logged by each of the four runs
+    assert len(_objects(home)) == 5  # shared.bin once, own.bin x4
