@@ -710,9 +710,10 @@ def _cmd_artifacts(args: argparse.Namespace) -> int:
         else:
             project = args.target[0] if args.target else None
             records = store.artifact_versions(project)
-            if project is not None and not records:
+            if project is not None and not records and \
+                    project not in {p.name for p in store.projects()}:
                 known = sorted({v.project for v in store.artifact_versions()})
-                raise CliError(f"no artefacts in project {project!r} of {home.root}; "
+                raise CliError(f"unknown project {project!r} in {home.root}; "
                                f"projects with artefacts: {', '.join(known) or 'none'}")
     rows = [_artifact_row(r) for r in records]
     if args.json:

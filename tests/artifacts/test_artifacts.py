@@ -201,3 +201,21 @@ def test_processes_logging_at_once_get_distinct_versions(home: Path, tmp_path: P
         (same,) = api.store.artifact_versions("p", "same")
         assert len(same.links) == 4  # one version, logged by each of the four runs
     assert len(_objects(home)) == 5  # shared.bin once, own.bin x4
+
+
+def test_a_tampered_manifest_never_writes_outside_the_download_folder(
+        home: Path, tmp_path: Path) -> None:
+    f = _write(tmp_path / "f.txt", "x")
+    with runfleet.init(project="p", dir=home) as run:
+        run.log_artifact(f, name="a", type="model")
+    import sqlite3
+    conn = sqlite3.connect(home / "runfleet.db")
+    conn.execute("UPDATE artifact_versions SET manifest = replace(manifest, 'f.txt',"
+                 " '../../escape.txt')")
+    conn.commit()
+    conn.close()
+    with runfleet.Api(home) as api:
+        art = api.artifact("p/a:v0")
+        with pytest.raises(ValueError, match="must be relative"):
+            art.download(tmp_path / "out")
+    assert not (tmp_path / "escape.txt").exists()

@@ -50,7 +50,9 @@ def test_show_one_version(home: Path, logged: dict[str, str],
 def test_errors_name_the_problem(home: Path, logged: dict[str, str],
                                  capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["artifacts", "nope", "--dir", str(home)]) == 2
-    assert "no artefacts in project 'nope'" in capsys.readouterr().err
+    assert "unknown project 'nope'" in capsys.readouterr().err
+    assert main(["artifacts", "q", "--dir", str(home)]) == 0  # runs, but no artefacts
+    assert capsys.readouterr().out.strip() == "no artefacts"
     assert main(["artifacts", "show", "weights:v7", "--dir", str(home)]) == 2
     assert "no version or alias 'v7' (versions: v0" in capsys.readouterr().err
     assert main(["artifacts", "show", "--dir", str(home)]) == 2

@@ -172,7 +172,8 @@ class Artifact:
         return self._record.users if self._record else []
 
     def files(self) -> list[ArtifactFile]:
-        """The files of the logged version (path inside the artefact, sha256, size)."""
+        """The files of the version (path inside the artefact, sha256, size); before
+        logging, the files added so far (their sha256 empty: content is read at logging)."""
         if self._record is None:
             return [ArtifactFile(k, "", p.stat().st_size) for k, p in sorted(self._staged.items())]
         return list(self._record.files)
@@ -197,8 +198,11 @@ class Artifact:
                 raise ArtifactNotFoundError(
                     f"file {f.path!r} of artefact {self.qualified_name} is missing from "
                     f"{objects.root} (object {f.sha256[:12]}...); the home was altered")
-            dest = dest_root / f.path
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest = dest_root / _check_inner_path(f.path)  # never outside the folder
+            if root is None:
+                make_dirs(dest.parent, dest_root)
+            else:
+                dest.parent.mkdir(parents=True, exist_ok=True)
             st_src = src.stat()
             if dest.is_file():
                 st = dest.stat()
