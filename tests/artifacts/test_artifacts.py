@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 import stat
 import subprocess
 from pathlib import Path
@@ -208,7 +209,6 @@ def test_a_tampered_manifest_never_writes_outside_the_download_folder(
     f = _write(tmp_path / "f.txt", "x")
     with runfleet.init(project="p", dir=home) as run:
         run.log_artifact(f, name="a", type="model")
-    import sqlite3
     conn = sqlite3.connect(home / "runfleet.db")
     conn.execute("UPDATE artifact_versions SET manifest = replace(manifest, 'f.txt',"
                  " '../../escape.txt')")
