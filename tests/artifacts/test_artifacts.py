@@ -219,3 +219,26 @@ def test_a_tampered_manifest_never_writes_outside_the_download_folder(
         with pytest.raises(ValueError, match="must be relative"):
             art.download(tmp_path / "out")
     assert not (tmp_path / "escape.txt").exists()
+
+
+def test_new_file_and_wandb_keywords(home: Path, tmp_path: Path) -> None:
+    # The shape of transformers' WandbCallback model upload: new_file() per file, then
+    # log_artifact with aliases; wandb's keyword arguments are accepted.
+    f = _write(tmp_path / "cfg.json", "{}")
+    art = runfleet.Artifact("model-abc", type="model", metadata={"step": 3})
+    with art.new_file("pytorch_model.bin", mode="wb") as out:
+        out.write(b"\x00\x01")
+    with art.new_file("notes/readme.txt") as text:
+        text.write("hi")
+    art.add_file(f, is_tmp=True, policy="mutable", skip_cache=True, overwrite=True)
+    with pytest.raises(ValueError, match="mode 'x', 'w'"), art.new_file("bad.txt", mode="r"):
+        pass
+    staging = art._staging
+    assert staging is not None
+    with runfleet.init(project="p", dir=home) as run:
+        logged = run.log_artifact(art, aliases=["final_model"])
+        assert sorted(p.path for p in logged.files()) == [
+            "cfg.json", "notes/readme.txt", "pytorch_model.bin"]
+        assert not staging.exists()  # stored: the private staging copies are gone
+        got = run.use_artifact("model-abc:final_model")
+        assert Path(got.file("pytorch_model.bin")).read_bytes() == b"\x00\x01"

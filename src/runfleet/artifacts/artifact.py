@@ -13,10 +13,15 @@ import hashlib
 import json
 import os
 import re
+import shutil
+import tempfile
 import time
-from collections.abc import Iterable, Mapping
+import uuid
+import weakref
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 
 from runfleet.artifacts.objects import ObjectStore, artifacts_dir, copy_atomic, make_dirs
 from runfleet.errors import ArtifactNotFoundError
@@ -89,13 +94,18 @@ class Artifact:
         self.description = description
         self.metadata: dict[str, Any] = dict(metadata or {})
         self._staged: dict[str, Path] = {}
+        self._staging: Path | None = None  # private temporary folder of new_file()
         self._record: ArtifactRecord | None = None
         self._home: Home | None = None
 
     # -- building ---------------------------------------------------------------------------
-    def add_file(self, local_path: str | os.PathLike[str], name: str | None = None) -> str:
+    def add_file(self, local_path: str | os.PathLike[str], name: str | None = None, *,
+                 is_tmp: bool = False, skip_cache: bool | None = None,
+                 policy: str | None = None, overwrite: bool = False) -> str:
         """Add the file ``local_path`` as ``name`` (default: its file name) inside the
-        artefact; return that name. Its content is read when the artefact is logged."""
+        artefact; return that name. Its content is read when the artefact is logged.
+        ``is_tmp``, ``skip_cache``, ``policy`` and ``overwrite`` are accepted for wandb
+        compatibility (a name added twice always takes the last file)."""
         self._check_mutable()
         path = Path(local_path)
         if not path.is_file():
@@ -104,10 +114,12 @@ class Artifact:
         self._staged[inner] = path.resolve()
         return inner
 
-    def add_dir(self, local_path: str | os.PathLike[str], name: str | None = None
-                ) -> list[str]:
+    def add_dir(self, local_path: str | os.PathLike[str], name: str | None = None, *,
+                skip_cache: bool | None = None, policy: str | None = None,
+                merge: bool = False) -> list[str]:
         """Add every file under the folder ``local_path`` (recursively, keeping relative
-        paths, under the prefix ``name`` if given); return the names added."""
+        paths, under the prefix ``name`` if given); return the names added.
+        ``skip_cache``, ``policy`` and ``merge`` are accepted for wandb compatibility."""
         self._check_mutable()
         root = Path(local_path)
         if not root.is_dir():
@@ -120,6 +132,30 @@ class Artifact:
         if not added:
             raise ValueError(f"folder {root} holds no files to add to artefact {self.name!r}")
         return added
+
+    @contextmanager
+    def new_file(self, name: str, mode: str = "x", encoding: str | None = None
+                 ) -> Iterator[IO[Any]]:
+        """Open a new file ``name`` inside the artefact for writing (``mode`` ``"x"``/``"w"``
+        for text, ``"xb"``/``"wb"`` for bytes); it is added when the block ends.
+
+        Example:
+            >>> art = Artifact("notes", type="text")
+            >>> with art.new_file("readme.txt") as f:
+            ...     _ = f.write("hello")
+        """
+        self._check_mutable()
+        if mode not in ("x", "w", "xb", "wb"):
+            raise ValueError(f"new_file() writes a new file: mode 'x', 'w', 'xb' or 'wb', "
+                             f"not {mode!r}")
+        inner = _check_inner_path(name)
+        if self._staging is None:
+            self._staging = Path(tempfile.mkdtemp(prefix="runfleet-artifact-"))
+            weakref.finalize(self, shutil.rmtree, str(self._staging), True)
+        path = self._staging / uuid.uuid4().hex
+        with open(path, "x" + ("b" if "b" in mode else ""), encoding=encoding) as f:
+            yield f
+        self._staged[inner] = path
 
     def _check_mutable(self) -> None:
         if self._record is not None:
@@ -321,6 +357,8 @@ def save_artifact(store: Store, home: Home, project: str, artifact: Artifact, *,
                                          f"{artifact.name!r} in {objects.root}: {exc}") from exc
             files.append(ArtifactFile(inner, sha, size))
         digest = manifest_digest(files)
+        if artifact._staging is not None:  # new_file()s are stored: their copies can go
+            shutil.rmtree(artifact._staging, ignore_errors=True)
     else:
         files = list(artifact._record.files)
         digest = artifact._record.digest
