@@ -18,7 +18,7 @@ from runfleet.filters import parse_filters
 from tests.conftest import subprocess_env
 
 SUBCOMMANDS = ["runs", "export", "import", "import trackio", "import csv", "import tensorboard",
-               "show", "demo",
+               "show", "demo", "artifacts",
                "stop", "resume", "delete", "clone"]
 
 

@@ -1,6 +1,8 @@
 // Typed access to the dashboard's JSON API. Every call throws ApiError with the server's
 // message on a 4xx/5xx answer, so views can show it in the page.
 
+import type { RunArtifacts } from "./artifacts";
+
 export interface Project {
   name: string;
   run_count: number;
@@ -200,6 +202,8 @@ export const api = {
   projects: () => call<Project[]>("projects"),
   runs: (params: Params) => call<RunList>("runs", params),
   run: (project: string, run: string) => call<RunDetail>("run", { project, run }),
+  runArtifacts: (project: string, run: string) =>
+    call<RunArtifacts>("run/artifacts", { project, run }),
   keys: (project: string) => call<KeyInfo[]>("keys", { project }),
   series: (params: Params, signal?: AbortSignal) =>
     call<ChartResponse>("series", { ...params, encoding: "base64" }, {}, signal),

@@ -3,6 +3,7 @@
 // an eval run's per-query drill-down (queries.ts), media (images, tables, histograms) and
 // system metrics.
 
+import { artifactsView } from "./artifacts";
 import { ApiError, Json, LineageNode, MediaItem, RunDetail, RunInfo, api, mediaUrl } from "./api";
 import { Chart } from "./chart";
 import { actionButtons, argsText, fillButtons, fillOpStatus, opStatus } from "./control";
@@ -152,6 +153,7 @@ export class RunDetailView {
         this.section("Alerts", this.alerts(run))),
       state.experiment || state.opsOf(run.id).length
         ? this.section("Ops (audit trail)", this.opsEl) : null,
+      this.section("Artefacts", artifactsView(run.project, run.id, this.open)),
       this.section("Media", this.media(run)),
       this.section("System metrics", this.system(run)));
   }

@@ -23,6 +23,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from runfleet.api import Api, ApiRun, Project
+from runfleet.artifacts import Artifact
 from runfleet.errors import RunfleetError, RunNotFoundError, StoreError
 from runfleet.tracking import api_functions as _fn
 from runfleet.tracking.api_functions import (
@@ -30,8 +31,10 @@ from runfleet.tracking.api_functions import (
     define_metric,
     finish,
     log,
+    log_artifact,
     login,
     save,
+    use_artifact,
     watch,
 )
 from runfleet.tracking.config import Config
@@ -50,6 +53,7 @@ from runfleet.version import __version__
 __all__ = [
     "Api",
     "ApiRun",
+    "Artifact",
     "Audio",
     "Config",
     "Experiment",
@@ -75,12 +79,14 @@ __all__ = [
     "finish",
     "init",
     "log",
+    "log_artifact",
     "login",
     "patch_wandb",
     "run",
     "save",
     "show",
     "summary",
+    "use_artifact",
     "watch",
 ]
 

@@ -22,6 +22,7 @@ import psutil
 import re2  # type: ignore[import-untyped]  # google-re2: linear-time matching
 
 from runfleet import downsample as ds
+from runfleet.artifacts import Artifact, use_artifact
 from runfleet.errors import RunNotFoundError
 from runfleet.home import Home
 from runfleet.store.base import SYSTEM_PREFIX, RunRecord, RunStatus, Series, Store
@@ -132,6 +133,20 @@ class Api:
         if record is None:
             raise RunNotFoundError(f"no run {id!r} in project {path!r}")
         return ApiRun(self, record)
+
+    def artifact(self, name: str, type: str | None = None) -> Artifact:
+        """The artefact version ``"project/name:version_or_alias"`` (``:latest`` when no
+        version is given), for reading outside a run: ``.download()``, ``.file()``,
+        ``.producer``, ``.users``. Records no lineage (use ``run.use_artifact`` for that).
+        Raises ``ArtifactNotFoundError``, or ``ValueError`` if it is not of ``type``."""
+        if "/" not in name.partition(":")[0]:
+            raise ValueError(f"artifact() needs 'project/name[:version]', got {name!r}")
+        return use_artifact(self._store, self.home, "", name, type=type)
+
+    def artifacts(self, project: str | None = None) -> list[Artifact]:
+        """Every artefact version (of ``project`` if given), by project, name and version."""
+        return [Artifact.from_record(r, self.home)
+                for r in self._store.artifact_versions(project)]
 
 
 _MISSING = object()

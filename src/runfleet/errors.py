@@ -23,3 +23,7 @@ class UsageError(RunfleetError):
     """A call made in the wrong order, e.g. setting ``runfleet.config`` before ``init()``
     (wandb raises its own usage error there too; ``wandb.errors.UsageError`` is this class
     under :func:`runfleet.patch_wandb`)."""
+
+
+class ArtifactNotFoundError(RunfleetError, LookupError):
+    """An artefact name, version or alias asked for does not exist in the store."""

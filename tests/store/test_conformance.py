@@ -12,9 +12,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runfleet.errors import RunNotFoundError
+from runfleet.errors import ArtifactNotFoundError, RunNotFoundError
 from runfleet.store import codec
-from runfleet.store.base import AlertRow, MediaRow, SeriesChunk, Store, WriteBatch
+from runfleet.store.base import (
+    AlertRow,
+    ArtifactFile,
+    ArtifactRole,
+    MediaRow,
+    SeriesChunk,
+    Store,
+    WriteBatch,
+)
 from runfleet.store.sqlite import SEGMENT_POINTS, SQLiteStore
 
 
@@ -160,3 +168,61 @@ def test_failed_write_changes_nothing(store: Store) -> None:
     assert store.series(run.rid, "x").steps.size == 0
     store.write(WriteBatch(series=[_chunk(run.rid, "x", [1], [2.0])]))
     assert store.series(run.rid, "x").values.tolist() == [2.0]
+
+
+def _files(*contents: str) -> list[ArtifactFile]:
+    return [ArtifactFile(f"f{i}", c * 64, len(c)) for i, c in enumerate(contents)]
+
+
+def test_artifact_versions_aliases_and_lineage(store: Store) -> None:
+    producer = store.create_run("p", "prod", "prod")
+    user = store.create_run("p", "user", "user")
+    v0, created = store.add_artifact_version("p", "m", "model", "d0", _files("a"),
+                                             metadata={"k": 1}, aliases=["best"],
+                                             run=producer.rid)
+    assert created and (v0.version, v0.aliases, v0.metadata) == (0, ["latest", "best"],
+                                                                 {"k": 1})
+    again, created = store.add_artifact_version("p", "m", "model", "d0", _files("a"),
+                                                run=user.rid)
+    assert not created and again.id == v0.id
+    v1, created = store.add_artifact_version("p", "m", "model", "d1", _files("b", "c"),
+                                             aliases=["best"], run=producer.rid)
+    assert created and v1.version == 1 and v1.size == 2 and v1.aliases == ["latest", "best"]
+    assert [f.path for f in v1.files] == ["f0", "f1"]
+    assert store.artifact_version("p", "m", "v0").aliases == []
+    assert store.artifact_version("p", "m", "best").id == v1.id
+    with pytest.raises(ArtifactNotFoundError, match="versions: v0, v1"):
+        store.artifact_version("p", "m", "nope")
+    with pytest.raises(ArtifactNotFoundError):
+        store.artifact_version("q", "m", "latest")
+    with pytest.raises(ValueError, match="has type 'model'"):
+        store.add_artifact_version("p", "m", "dataset", "d2", _files("x"))
+    store.use_artifact_version(v0.id, user.rid)
+    store.use_artifact_version(v0.id, user.rid)  # once only
+    v0 = store.artifact_version("p", "m", "v0")
+    assert v0.producer is not None and v0.producer.run_id == "prod"
+    assert [(lk.run_id, lk.role) for lk in v0.links] == [
+        ("prod", ArtifactRole.LOGGED), ("user", ArtifactRole.LOGGED), ("user", ArtifactRole.USED)]
+    assert [(role, r.version) for role, r in store.run_artifacts(user.rid)] == [
+        (ArtifactRole.LOGGED, 0), (ArtifactRole.USED, 0)]
+    assert [(r.project, r.name, r.version) for r in store.artifact_versions()] == [
+        ("p", "m", 0), ("p", "m", 1)]
+    assert store.artifact_versions("q") == []
+
+
+def test_orphaned_artifacts_are_those_of_purged_runs_only(store: Store) -> None:
+    a = store.create_run("p", "a", "a")
+    b = store.create_run("p", "b", "b")
+    store.add_artifact_version("p", "free", "data", "d", _files("z"))  # no run: kept
+    store.add_artifact_version("p", "m", "model", "d0", _files("a"), run=a.rid)
+    v1, _ = store.add_artifact_version("p", "m", "model", "d1", _files("b"), run=a.rid)
+    store.use_artifact_version(v1.id, b.rid)
+    store.purge_run(a.rid)
+    assert store.artifact_version("p", "m", "v0").links[0].purged
+    assert store.run_artifacts(a.rid) == []
+    gone = store.delete_orphaned_artifacts()
+    assert [(r.name, r.version) for r in gone] == [("m", 0)]
+    assert store.artifact_version("p", "m", "latest").version == 1
+    store.purge_run(b.rid)
+    assert [(r.name, r.version) for r in store.delete_orphaned_artifacts()] == [("m", 1)]
+    assert [r.name for r in store.artifact_versions()] == ["free"]

@@ -26,6 +26,7 @@ from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from runfleet.dashboard import jsonio, live
+from runfleet.dashboard.artifacts import run_artifacts
 from runfleet.dashboard.control import BODY_SCHEMA, Control
 from runfleet.dashboard.cursor import decode_token
 from runfleet.dashboard.query import Query
@@ -75,6 +76,10 @@ def build_endpoints(query: Query) -> list[Endpoint]:
     async def run(request: Request, p: dict[str, Any]) -> Response:
         return jsonio.json_response(await _blocking(
             lambda: query.run_detail(p["project"], p["run"])))
+
+    async def artifacts(request: Request, p: dict[str, Any]) -> Response:
+        return jsonio.json_response(await _blocking(
+            lambda: run_artifacts(query, p["project"], p["run"])))
 
     async def update_run(request: Request, p: dict[str, Any]) -> Response:
         body = await _json_body(request)
@@ -210,6 +215,11 @@ def build_endpoints(query: Query) -> list[Endpoint]:
                      "notes": {"type": ["string", "null"]},
                      "tags": {"type": ["array", "null"], "items": {"type": "string"}}},
                      "additionalProperties": False}),
+        Endpoint("/api/run/artifacts", "GET", "Artefact versions a run logged and used",
+                 (PROJECT, RUN), artifacts, not_found, description=(
+                     "`logged` and `used`: lists of versions (project, name, version, type, "
+                     "aliases, size, files, digest, description, metadata, created, "
+                     "logged_by and used_by as {project, run, purged}).")),
         Endpoint("/api/keys", "GET", "Metric keys of runs (all runs when none are given)",
                  (PROJECT, RUNS), keys, not_found),
         Endpoint("/api/series", "GET", "Chart data of one key for many runs", (

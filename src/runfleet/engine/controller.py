@@ -136,7 +136,8 @@ class Controller:
                  checkpoints: CheckpointStore | None = None,
                  stopping: StoppingPolicy | None = None,
                  clone_factory: CloneFactory | None = None,
-                 keep_alive: Callable[[], bool] | None = None) -> None:
+                 keep_alive: Callable[[], bool] | None = None,
+                 on_complete: Callable[[EngineRun], None] | None = None) -> None:
         self.runs = runs
         self.by_id = {r.spec.run_id: r for r in runs}
         self.executor = executor
@@ -149,6 +150,7 @@ class Controller:
         self.stopping = stopping or NoStopping()
         self.clone_factory = clone_factory
         self.keep_alive = keep_alive
+        self.on_complete = on_complete  # called for a run that trained its whole plan
         self._task_ids = itertools.count(1)
         self._idle: list[int] = []
         self._inflight: dict[int, tuple[ChunkTask, EngineRun]] = {}
@@ -426,6 +428,8 @@ class Controller:
             run.metric_at_chunk[run.chunks_done] = dict(run.latest)
         if run.next_step >= run.spec.plan.total_steps:
             run.status = RunStatus.COMPLETED
+            if self.on_complete is not None:
+                self.on_complete(run)
             run.tracker.finish(status=RunStatus.COMPLETED)
         self._settle(run)
         if run.chunks_done > before:

@@ -20,6 +20,7 @@ from runfleet.engine import evals, planning, recovery, results
 from runfleet.engine.checkpoint import CheckpointStore, LocalCheckpointStore
 from runfleet.engine.controller import Controller, EngineError, EngineRun, OpError
 from runfleet.engine.executor import Executor, make_executor
+from runfleet.engine.final import save_final_model
 from runfleet.engine.lease import META_FILE, Lease, LeaseHeldError, experiment_dir
 from runfleet.engine.ops import OpRejectedError, request_op, wait_op
 from runfleet.engine.policy import FairRoundRobin, SchedulingPolicy, StoppingPolicy, stopping_policy
@@ -130,8 +131,8 @@ class Experiment:
                 eval_dataset: Any = None, num_chunks: int = 4, seed: int = 42,
                 workers: int | None = None, progress: bool = True,
                 policy: SchedulingPolicy | None = None, stopping: Stopping = None,
-                resume: bool = False, executor: Executor | str | None = None
-                ) -> pd.DataFrame:
+                resume: bool = False, executor: Executor | str | None = None,
+                save_final: bool = False) -> pd.DataFrame:
         """Train every config of ``space`` at once, chunk by chunk; return :meth:`results`.
 
         ``space`` is a :class:`GridSearch`, a :class:`RandomSearch`, or one config.
@@ -150,6 +151,10 @@ class Experiment:
 
         While it runs, other processes can control it: ``Experiment.attach(name).stop(id)``,
         ``runfleet stop ID``, or the dashboard's buttons.
+
+        With ``save_final=True`` each run that completes logs its final weights (the
+        adapter for LoRA, else the model) as the artefact ``model-<run id>`` of type
+        ``model`` (see :mod:`runfleet.engine.final`); a resumed experiment keeps doing so.
         """
         self._check_not_driven()
         if resume and (self.dir / recovery.STATE_FILE).exists():
@@ -158,7 +163,8 @@ class Experiment:
         setup = WorkerSetup(create_model_fn, train_dataset, eval_dataset, self.checkpoints(),
                             trainer)
         return self._start(trainer, configs, setup, len(train_dataset), num_chunks, seed,
-                           policy, stopping, executor, workers, progress)
+                           policy, stopping, executor, workers, progress,
+                           save_final=save_final)
 
     def run_evals(self, space: Any, corpus: Any, queries: Any, qrels: Any = None,
                   answers: Any = None, num_shards: int = 8, seed: int = 0,
@@ -203,7 +209,7 @@ class Experiment:
     def _start(self, trainer: str, configs: list[Any], setup: WorkerSetup, num_examples: int,
                num_chunks: int, seed: int, policy: SchedulingPolicy | None,
                stopping: Stopping, executor: Executor | str | None, workers: int | None,
-               progress: bool) -> pd.DataFrame:
+               progress: bool, save_final: bool = False) -> pd.DataFrame:
         """Plan every config, start a tracked run for each, and drive them."""
         planned = planning.plan_runs(trainer, configs, num_examples, num_chunks, seed)
         stopping_obj = stopping_policy(stopping) if stopping is not None else None
@@ -223,7 +229,8 @@ class Experiment:
             runs.append(EngineRun(index=i, spec=spec, name=name, config=run.flat,
                                   tracker=tracker))
         saved = recovery.SavedExperiment(setup, trainer, num_chunks, seed, policy,
-                                         stopping_obj, [recovery.SavedRun.of(r) for r in runs])
+                                         stopping_obj, [recovery.SavedRun.of(r) for r in runs],
+                                         save_final=save_final)
         return self._drive(saved, runs, progress, executor_obj)
 
     def resume_all(self, workers: int | None = None, progress: bool = True,
@@ -257,7 +264,8 @@ class Experiment:
         controller = Controller(
             runs, executor, saved.policy or FairRoundRobin(), table, project=self.name,
             store=homes.get(self.home).store, checkpoints=self._states,
-            stopping=saved.stopping, clone_factory=self._clone)
+            stopping=saved.stopping, clone_factory=self._clone,
+            on_complete=self._final_saver(saved))
         self.last_controller = controller
         self._take_lease()
         try:
@@ -281,6 +289,15 @@ class Experiment:
                                    "runfleet's store has it all", sink_timeout())
                 homes.get(self.home).writer.flush()  # sink failures are alerts on the runs
         return self.results()
+
+    def _final_saver(self, saved: recovery.SavedExperiment
+                     ) -> Callable[[EngineRun], None] | None:
+        """What the controller calls for a completed run: log its final weights as an
+        artefact when the experiment was started with ``save_final=True``."""
+        if not getattr(saved, "save_final", False):  # engine.pkl of an older runfleet
+            return None
+        states = self._states
+        return lambda run: save_final_model(run, states, saved.trainer)
 
     def _check_not_driven(self) -> None:
         """Refuse to drive the experiment while another live process drives it."""

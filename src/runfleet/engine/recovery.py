@@ -58,6 +58,7 @@ class SavedExperiment:
     policy: SchedulingPolicy | None
     stopping: StoppingPolicy | None
     runs: list[SavedRun]
+    save_final: bool = False  # log each completed run's final weights as an artefact
 
 
 def save(folder: Path, saved: SavedExperiment) -> None:

@@ -251,6 +251,64 @@ class OpRecord:
     applied: float | None
 
 
+class ArtifactRole(StrEnum):
+    """How a run is linked to an artefact version: it logged it or it used it."""
+
+    LOGGED = "logged"
+    USED = "used"
+
+
+@dataclass(frozen=True)
+class ArtifactFile:
+    """One file of an artefact version: its path inside the artefact, the sha256 of its
+    content (the name of the stored object) and its size in bytes."""
+
+    path: str
+    sha256: str
+    size: int
+
+
+@dataclass
+class ArtifactLink:
+    """A lineage link: run ``project/run_id`` logged or used a version at ``time``.
+    ``purged`` is True once that run has been purged from the store."""
+
+    run_project: str
+    run_id: str
+    role: ArtifactRole
+    time: float
+    purged: bool
+
+
+@dataclass
+class ArtifactRecord:
+    """One stored artefact version: identity, files, aliases and lineage."""
+
+    id: int
+    project: str
+    name: str
+    version: int
+    type: str
+    digest: str
+    files: list[ArtifactFile]
+    size: int
+    description: str | None
+    metadata: dict[str, Any]
+    created: float
+    aliases: list[str]
+    links: list[ArtifactLink]
+
+    @property
+    def producer(self) -> ArtifactLink | None:
+        """The first run that logged this version (None if logged outside a run)."""
+        return next((lk for lk in self.links if lk.role == ArtifactRole.LOGGED), None)
+
+    @property
+    def users(self) -> list[ArtifactLink]:
+        """The runs that used this version, first use first (one link per run)."""
+        return [lk for lk in self.links if lk.role == ArtifactRole.USED]
+
+
 class Store(abc.ABC):
     """Storage for projects, runs, metric series, media rows and alerts.
 
@@ -373,7 +431,50 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def purge_run(self, rid: int) -> None:
-        """Delete a run and all its tracking data (points, media rows, alerts)."""
+        """Delete a run and all its tracking data (points, media rows, alerts); its
+        artefact links stay, marked purged."""
+
+    # -- artefacts ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def add_artifact_version(self, project: str, name: str, type: str, digest: str,
+                             files: Sequence[ArtifactFile], *, description: str | None = None,
+                             metadata: dict[str, Any] | None = None,
+                             aliases: Sequence[str] = (), run: int | None = None
+                             ) -> tuple[ArtifactRecord, bool]:
+        """Record a version of artefact ``project/name`` whose content has ``digest``;
+        return ``(version, created)``. Atomic.
+
+        A version of this name with the same digest is reused (``created`` False) and kept
+        as it is, apart from the aliases; otherwise the next version number is created and
+        the ``latest`` alias moves to it. Each of ``aliases`` is moved to the returned
+        version. ``run`` (an internal run id) is linked as having logged it. Raises
+        ``ValueError`` when ``name`` already has versions of another ``type``.
+        """
+
+    @abc.abstractmethod
+    def artifact_version(self, project: str, name: str, ref: str) -> ArtifactRecord:
+        """The version of ``project/name`` that ``ref`` names: ``v<N>`` or an alias
+        (``latest`` included); raise ``ArtifactNotFoundError`` if there is none."""
+
+    @abc.abstractmethod
+    def artifact_versions(self, project: str | None = None,
+                          name: str | None = None) -> list[ArtifactRecord]:
+        """Artefact versions (of one project and name if given), by project, name and
+        version."""
+
+    @abc.abstractmethod
+    def use_artifact_version(self, version_id: int, run: int) -> None:
+        """Link run ``run`` (internal id) as a user of version ``version_id`` (once)."""
+
+    @abc.abstractmethod
+    def run_artifacts(self, run: int) -> list[tuple[ArtifactRole, ArtifactRecord]]:
+        """The versions run ``run`` logged or used, with how, in the order it did so."""
+
+    @abc.abstractmethod
+    def delete_orphaned_artifacts(self) -> list[ArtifactRecord]:
+        """Delete every version that some run logged or used, none of which is still in the
+        store (all purged), and return them. Aliases of a deleted version go with it;
+        ``latest`` moves to the newest remaining version of its name."""
 
     @abc.abstractmethod
     def is_replayed(self, spill_name: str) -> bool:

@@ -121,9 +121,33 @@ def _migrate_to_3(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX ops_by_project ON ops (project, status, id)")
 
 
+def _migrate_to_4(conn: sqlite3.Connection) -> None:
+    # Artefacts: one row per version (its file manifest as JSON; the files themselves live
+    # once each in the home's content-addressed folder), aliases pointing at versions, and
+    # lineage links (which runs logged or used a version). A link keeps the run's project and
+    # id as text after the run is purged (``run`` becomes NULL), so rowid reuse never makes
+    # a new run inherit an old one's artefacts.
+    conn.execute("CREATE TABLE artifact_versions (id INTEGER PRIMARY KEY,"
+                 " project TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL,"
+                 " type TEXT NOT NULL, digest TEXT NOT NULL, manifest TEXT NOT NULL,"
+                 " size INTEGER NOT NULL, description TEXT,"
+                 " metadata TEXT NOT NULL DEFAULT '{}', created REAL NOT NULL,"
+                 " UNIQUE (project, name, version), UNIQUE (project, name, digest))")
+    conn.execute("CREATE TABLE artifact_aliases (project TEXT NOT NULL, name TEXT NOT NULL,"
+                 " alias TEXT NOT NULL, version INTEGER NOT NULL"
+                 " REFERENCES artifact_versions(id) ON DELETE CASCADE,"
+                 " PRIMARY KEY (project, name, alias))")
+    conn.execute("CREATE TABLE artifact_links (id INTEGER PRIMARY KEY, version INTEGER NOT NULL"
+                 " REFERENCES artifact_versions(id) ON DELETE CASCADE, run INTEGER,"
+                 " run_project TEXT NOT NULL, run_id TEXT NOT NULL, role TEXT NOT NULL,"
+                 " time REAL NOT NULL)")
+    conn.execute("CREATE INDEX artifact_links_by_version ON artifact_links (version)")
+    conn.execute("CREATE INDEX artifact_links_by_run ON artifact_links (run)")
+
+
 # Index i holds the step from version i to version i + 1.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_to_1, _migrate_to_2,
-                                                          _migrate_to_3]
+                                                          _migrate_to_3, _migrate_to_4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

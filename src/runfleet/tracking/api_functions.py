@@ -64,6 +64,20 @@ def alert(title: str, text: str, level: Any = "info", wait_duration: Any = None)
     session.require_run("alert").alert(title, text, level=level, wait_duration=wait_duration)
 
 
+def log_artifact(artifact_or_path: Any, name: str | None = None, type: str | None = None,
+                 aliases: list[str] | None = None) -> Any:
+    """Log an artefact on the active run; see :meth:`Run.log_artifact`."""
+    return session.require_run("log_artifact").log_artifact(
+        artifact_or_path, name=name, type=type, aliases=aliases)
+
+
+def use_artifact(artifact_or_name: Any, type: str | None = None,
+                 aliases: list[str] | None = None) -> Any:
+    """Use a stored artefact version on the active run; see :meth:`Run.use_artifact`."""
+    return session.require_run("use_artifact").use_artifact(artifact_or_name, type=type,
+                                                            aliases=aliases)
+
+
 def watch(*args: Any, **kwargs: Any) -> None:
     """Accepted for wandb compatibility; does nothing (gradients are not tracked)."""
 

@@ -6,6 +6,8 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
+from runfleet.artifacts.artifact import as_artifact
+from runfleet.errors import ArtifactNotFoundError
 from runfleet.tracking.config import Config
 from runfleet.tracking.summary import Summary
 
@@ -47,6 +49,18 @@ class DisabledRun:
         self.finished = True
         if self._on_finish is not None:
             self._on_finish(self)
+
+    def log_artifact(self, artifact_or_path: Any, name: str | None = None,
+                     type: str | None = None, aliases: list[str] | None = None) -> Any:
+        """Stores nothing; returns the artefact (built from the path if one is given)."""
+        return as_artifact(artifact_or_path, name, type)
+
+    def use_artifact(self, artifact_or_name: Any, type: str | None = None,
+                     aliases: list[str] | None = None) -> Any:
+        """Raises: a disabled run reads no store, so it has no artefacts to use."""
+        raise ArtifactNotFoundError(
+            f"run is disabled (mode='disabled'), so artefact {artifact_or_name!r} cannot be "
+            f"read; use a run in offline or online mode to use artefacts")
 
     def watch(self, *args: Any, **kwargs: Any) -> None:
         """Does nothing."""

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 import traceback
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
+from runfleet.artifacts import Artifact, save_artifact, use_artifact
+from runfleet.artifacts.artifact import as_artifact
 from runfleet.home import Home
 from runfleet.sinks.fanout import RunSinks, sink_timeout
 from runfleet.store.base import AlertRow, RunStatus
@@ -313,6 +316,37 @@ class Run:
 
     def __repr__(self) -> str:
         return f"<Run {self.project}/{self.id} name={self._name!r}>"
+
+    # -- artefacts --------------------------------------------------------------------------------
+    def log_artifact(self, artifact_or_path: Artifact | str | os.PathLike[str],
+                     name: str | None = None, type: str | None = None,
+                     aliases: list[str] | None = None) -> Artifact:
+        """Store an :class:`Artifact` (or the file or folder at a path, named ``name`` or
+        after the path, of ``type`` or ``"unspecified"``) as logged by this run.
+
+        Files are stored once each by content under the home. The artefact gets the next
+        version (``v0``, ``v1`` ...) of its name in this project and the ``latest`` alias,
+        unless a version with exactly the same files exists: that one is returned (and
+        linked to this run). Each of ``aliases`` moves to the returned version. Returns
+        the logged artefact (``.version``, ``.aliases``, ``.download()``).
+        """
+        if self._finished:
+            raise RuntimeError(f"run {self.id} is finished; log artefacts before finish()")
+        art = as_artifact(artifact_or_path, name, type)
+        return save_artifact(self._writer.store, self._home, self.project, art,
+                             run=self._rid, aliases=aliases or ())
+
+    def use_artifact(self, artifact_or_name: Artifact | str, type: str | None = None,
+                     aliases: list[str] | None = None) -> Artifact:
+        """The stored artefact version ``"name"``/``"name:latest"``, ``"name:v1"``,
+        ``"name:<alias>"`` or ``"other-project/name:v0"``, recorded as used by this run
+        (lineage). Its :meth:`Artifact.download` and :meth:`Artifact.file` give local
+        paths. Raises :class:`runfleet.errors.ArtifactNotFoundError` naming the versions
+        there are, and ``ValueError`` if ``type`` is given and differs. ``aliases`` is
+        accepted for wandb compatibility and ignored.
+        """
+        return use_artifact(self._writer.store, self._home, self.project, artifact_or_name,
+                            type=type, run=self._rid)
 
     # -- wandb niceties --------------------------------------------------------------------------
     def watch(self, *args: Any, **kwargs: Any) -> None:

@@ -11,6 +11,7 @@ Modules, one job each:
 * ``summaries``: the ``segment_summaries`` table and the chart reads built on it.
 * ``events``: the ``media`` and ``alerts`` tables.
 * ``ops``: the ``ops`` table (control ops).
+* ``artifacts``: the ``artifact_*`` tables (artefact versions, aliases, lineage).
 * ``batch``: the write path (one batch, one transaction) and ``replayed_spills``.
 """
 

@@ -10,6 +10,9 @@ from typing import Any
 
 from runfleet.store.base import (
     AlertRow,
+    ArtifactFile,
+    ArtifactRecord,
+    ArtifactRole,
     BlockedSeries,
     KeyInfo,
     MediaRow,
@@ -23,7 +26,7 @@ from runfleet.store.base import (
     Store,
     WriteBatch,
 )
-from runfleet.store.sqlite import events, ops, runs, series, summaries
+from runfleet.store.sqlite import artifacts, events, ops, runs, series, summaries
 from runfleet.store.sqlite.batch import is_replayed, write_batch
 from runfleet.store.sqlite.connection import Db, connect, read_or_make_db_id
 
@@ -142,6 +145,7 @@ class SQLiteStore(Store):
         def body(conn: sqlite3.Connection) -> None:
             series.delete_run_segments(conn, rid)
             events.delete_run_events(conn, rid)
+            artifacts.forget_run(conn, rid)
             runs.delete_run(conn, rid)
 
         self._db.transaction(body)
@@ -219,3 +223,35 @@ class SQLiteStore(Store):
         ops.check_final_status(status)
         self._db.transaction(
             lambda conn: ops.finish_op(conn, op_id, status, reason, result))
+
+    # -- artefacts (artifacts.py) -----------------------------------------------------------
+    def add_artifact_version(self, project: str, name: str, type: str, digest: str,
+                             files: Sequence[ArtifactFile], *, description: str | None = None,
+                             metadata: dict[str, Any] | None = None,
+                             aliases: Sequence[str] = (), run: int | None = None
+                             ) -> tuple[ArtifactRecord, bool]:
+        """See :meth:`Store.add_artifact_version`."""
+        version_id, created = self._db.transaction(lambda conn: artifacts.add_version(
+            conn, project, name, type, digest, files, description, metadata, aliases, run))
+        return artifacts.get_version(self._db, version_id), created
+
+    def artifact_version(self, project: str, name: str, ref: str) -> ArtifactRecord:
+        """See :meth:`Store.artifact_version`."""
+        return artifacts.find_version(self._db, project, name, ref)
+
+    def artifact_versions(self, project: str | None = None,
+                          name: str | None = None) -> list[ArtifactRecord]:
+        """See :meth:`Store.artifact_versions`."""
+        return artifacts.versions(self._db, project, name)
+
+    def use_artifact_version(self, version_id: int, run: int) -> None:
+        """See :meth:`Store.use_artifact_version`."""
+        self._db.transaction(lambda conn: artifacts.use_version(conn, version_id, run))
+
+    def run_artifacts(self, run: int) -> list[tuple[ArtifactRole, ArtifactRecord]]:
+        """See :meth:`Store.run_artifacts`."""
+        return artifacts.run_versions(self._db, run)
+
+    def delete_orphaned_artifacts(self) -> list[ArtifactRecord]:
+        """See :meth:`Store.delete_orphaned_artifacts`."""
+        return self._db.transaction(artifacts.delete_orphans)
