@@ -15,7 +15,7 @@ from __future__ import annotations
 import abc
 import enum
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -320,6 +320,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def update_run(self, rid: int, **fields: Any) -> None:
         """Set run columns (JSON columns take Python objects)."""
+
+    @abc.abstractmethod
+    def update_run_if(self, rid: int, expect_status: Collection[str], **fields: Any) -> bool:
+        """Set run columns as :meth:`update_run` does, but only if the run's status is one
+        of ``expect_status``, checked and written in one atomic step (so a run that changed
+        status meanwhile, e.g. finished or deleted by another process, is left alone).
+        Return whether the columns were set; raise ``RunNotFoundError`` if absent."""
 
     @abc.abstractmethod
     def projects(self) -> list[ProjectRecord]:

@@ -147,6 +147,20 @@ def update_run(conn: sqlite3.Connection, rid: int, fields: dict[str, Any]) -> No
     conn.execute(f"UPDATE runs SET {cols} WHERE rid = ?", [*vals, rid])
 
 
+def update_run_if(conn: sqlite3.Connection, rid: int, expect_status: list[str],
+                  fields: dict[str, Any]) -> bool:
+    """Inside a transaction: set columns of run ``rid`` as :func:`update_run` does if its
+    status is one of ``expect_status``; return whether it did. :class:`RunNotFoundError` if
+    there is no such run."""
+    row = conn.execute("SELECT status FROM runs WHERE rid = ?", (rid,)).fetchone()
+    if row is None:
+        raise RunNotFoundError(f"no run with internal id {rid}")
+    if row[0] not in expect_status:
+        return False
+    update_run(conn, rid, fields)
+    return True
+
+
 def raise_last_step(conn: sqlite3.Connection, rid: int, step: int) -> None:
     """Raise run ``rid``'s ``last_step`` to ``step`` (never lower it)."""
     conn.execute("UPDATE runs SET last_step = MAX(last_step, ?) WHERE rid = ?", (step, rid))
