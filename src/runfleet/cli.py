@@ -651,8 +651,8 @@ def _print_runs_table(records: list[dict[str, Any]]) -> None:
     table = Table(show_lines=False)
     for title in ("id", "name", "project", "status", "group", "created", "last step"):
         table.add_column(title, no_wrap=title in ("id", "created"))
-    for k in config_keys:
-        table.add_column(k, style="cyan")
+    for k in config_keys:  # "config.lr" apart from a summary metric "lr"
+        table.add_column(f"config.{k}", style="cyan")
     for k in summary_keys:
         table.add_column(k, style="green", justify="right")
     for r in records:

@@ -256,7 +256,8 @@ class Store(abc.ABC):
 
     Implementations are used from one thread at a time per instance (the tracker's writer
     and its init path share one instance under a lock). Updatable run columns are
-    ``status, config, summary, tags, notes, grp, metadata, heartbeat, finished, name``.
+    ``status, config, summary, tags, notes, grp, metadata, heartbeat, finished, name`` (and
+    ``created``, which importers set to the source's start time).
     """
 
     @abc.abstractmethod

@@ -16,7 +16,7 @@ from runfleet.store.sqlite.connection import Db, Row, dumps
 JSON_COLUMNS = frozenset({"config", "summary", "tags", "metadata"})
 RUN_COLUMNS = frozenset({
     "status", "config", "summary", "tags", "notes", "grp", "metadata", "heartbeat",
-    "finished", "name", "parent", "parent_step", "updated",
+    "finished", "name", "parent", "parent_step", "updated", "created",
 })
 _RUN_SELECT = (
     "SELECT r.rid, p.name, r.id, r.name, r.grp, r.status, r.config, r.summary, r.tags, "
