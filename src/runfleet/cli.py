@@ -78,7 +78,8 @@ def _add_runs(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "runs", parents=[common], help="list runs as a table or JSON",
         description="List runs: id, name, project, status, group, created, last step, the "
-        "config values that differ between runs, and summary metrics.",
+        "config values that differ between runs (headed config.KEY), and summary metrics "
+        "(headed KEY). Deleted runs are left out unless --status deleted.",
         epilog="JSON output is a list of objects with the keys id, name, project, status, "
         "group, tags, notes, config, summary, parent, created, finished, last_step (times in "
         "seconds since the epoch). " + NON_FINITE_NOTE)
@@ -105,7 +106,10 @@ def _add_export(sub: Any, common: argparse.ArgumentParser) -> None:
         "Long layout (default, lossless): one row per point with the columns project, "
         "run_id,\nrun_name, key, step, timestamp, value, value_type (float int bool str "
         "null json).\nWide layout (--wide): one row per (run, step), columns _project, "
-        "_run_id, _run_name,\n_step, _timestamp and one per key; empty cell = no point.",
+        "_run_id, _run_name,\n_step, _timestamp, _config, _summary and one per key; empty "
+        "cell = no point.\nThe long layout also holds run rows (empty step; value_type "
+        "config, summary or run)\nwith each run's config, summary and fields, so 'runfleet "
+        "import csv' of a CSV export\ngives back the same runs (unless --key picks keys).",
         epilog="Values: timestamps are seconds since the epoch. CSV floats are written with "
         "Python's\nshortest round-trip repr, so they read back exactly; NaN and infinities "
         "are nan, inf,\n-inf; bools true/false; null is an empty cell. In JSON Lines, NaN "
@@ -167,11 +171,15 @@ def _add_import(sub: Any, common: argparse.ArgumentParser) -> None:
                    "name)")
     b.set_defaults(func=_cmd_import_tensorboard)
     c = kinds.add_parser(
-        "csv", parents=[common], help="import a wide CSV file as one run",
+        "csv", parents=[common],
+        help="import a wide CSV file as one run, or a 'runfleet export' as its runs",
         description="Import a CSV file with one row per step and one column per metric as "
         "one run. Numeric columns become numbers (nan/inf included), true/false columns "
         "bools, others text; empty cells are skipped. Importing the same file under the same "
-        "run name again is skipped.")
+        "run name again is skipped. A CSV written by 'runfleet export' (long or --wide) is "
+        "recognised by its header and gives back its runs: ids, names, points, configs and "
+        "summaries (long: also created/finished times, status, group, tags, notes); runs "
+        "the project already has are skipped.")
     c.add_argument("file", metavar="FILE", help="the CSV file")
     c.add_argument("--project", "-p", required=True, help="runfleet project")
     c.add_argument("--run-name", help="run name (default: the file name without suffix)")
