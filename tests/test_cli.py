@@ -160,12 +160,17 @@ def test_corrupt_home_database_fails_with_store_error(tmp_path):
 
 
 def test_control_verbs_write_ops_and_explain_without_a_controller(home, capsys):
-    from runfleet.home import Home
+    from runfleet.home import EXPERIMENT_MARKER, Home
     from runfleet.store.base import OpStatus
     from runfleet.tracking.homes import get
 
     runs = runfleet.Api(home).runs("sweep")
     rid = runs[0].id
+    # "sweep" as an experiment whose controller is not running (a plain tracked run takes
+    # no ops: tests/test_cli_delete.py)
+    marker = Home.resolve(home).experiments_dir / "sweep" / EXPERIMENT_MARKER
+    marker.parent.mkdir(parents=True)
+    marker.write_text("{}")
     assert main(["stop", rid, "--dir", str(home)]) == 0
     assert "pending: no controller is running experiment 'sweep'" in capsys.readouterr().out
     assert main(["clone", rid, "--dir", str(home), "--set", "lr=0.5", "--set",
@@ -198,7 +203,8 @@ def test_export_stdout_and_file(home, tmp_path, capsys):
     stdout_csv = capsys.readouterr().out
     out = tmp_path / "sweep.csv"
     assert main(["export", "--dir", str(home), "-p", "sweep", "-o", str(out)]) == 0
-    assert "wrote 12 row(s)" in capsys.readouterr().err
+    rows = len(read_long(out, meta=True))  # 12 points and each run's config, summary, fields
+    assert f"wrote {rows} row(s)" in capsys.readouterr().err and rows > 12
     assert out.read_text(encoding="utf-8") == stdout_csv
     frame = read_long(out)
     assert len(frame) == 12 and set(frame["key"]) == {"loss", "acc"}

@@ -15,7 +15,7 @@ import pytest
 
 import runfleet
 from runfleet.errors import RunNotFoundError
-from runfleet.export import LONG_COLUMNS, export_project, parse_cell, read_long
+from runfleet.export import LONG_COLUMNS, META_TYPES, export_project, parse_cell, read_long
 from tests.conftest import same_value as same
 
 FLOATS = [0.1, 1e308, math.nan, math.inf, -math.inf, 5e-324, -0.0, 1 / 3, 2.5e-310, -1e-300]
@@ -101,9 +101,23 @@ def test_long_export_round_trips_exactly(home, tmp_path, fmt):
         rows = export_project(api, "exp", fmt=fmt, path=out)
     frame = read_long(out)
     assert list(frame.columns) == list(LONG_COLUMNS)
-    assert rows == len(frame) == sum(len(v[0]) for v in expected(home).values())
+    assert len(frame) == sum(len(v[0]) for v in expected(home).values())
     assert set(frame["project"]) == {"exp"}
     check_exact(home, frame)
+    # plus the run rows: config, summary and fields (created ... notes) of each run
+    with_meta = read_long(out, meta=True)
+    meta = with_meta[with_meta["value_type"].isin(META_TYPES)]
+    with runfleet.Api(dir=home) as api:
+        runs = api.runs("exp")
+        assert rows == len(with_meta) == len(frame) + len(meta)
+        assert len(meta) == sum(len(r.config) + len(r.summary) + 6 for r in runs)
+        for run in runs:
+            mine = meta[meta["run_id"] == run.id]
+            config = mine[mine["value_type"] == "config"]
+            assert dict(zip(config["key"], config["value"])) == run.config
+            fields = mine[mine["value_type"] == "run"]
+            got = dict(zip(fields["key"], fields["value"]))
+            assert got["created"] == run.created_at and got["status"] == "completed"
 
 
 def test_csv_cells_are_plain_text_readable_without_runfleet(home, tmp_path):
@@ -111,7 +125,7 @@ def test_csv_cells_are_plain_text_readable_without_runfleet(home, tmp_path):
     with runfleet.Api(dir=home) as api:
         export_project(api, "exp", path=out)
     with open(out, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
+        rows = [r for r in csv.DictReader(fh) if r["value_type"] not in META_TYPES]
     f_cells = [r["value"] for r in rows if r["run_name"] == "alpha" and r["key"] == "f"]
     assert f_cells[:4] == ["0.1", "1e+308", "nan", "inf"]
     assert "-inf" in f_cells and "-0.0" in f_cells and "5e-324" in f_cells
@@ -137,7 +151,8 @@ def test_jsonl_is_strict_json(home, tmp_path):
         raise AssertionError(f"non-standard JSON token {token}")
 
     lines = out.read_text(encoding="utf-8").splitlines()
-    objs = [json.loads(line, parse_constant=reject) for line in lines]
+    objs = [o for o in (json.loads(line, parse_constant=reject) for line in lines)
+            if o["value_type"] not in META_TYPES]
     nan_rows = [o for o in objs if o["key"] == "f" and o["value"] == "NaN"]
     assert len(nan_rows) == 1 and nan_rows[0]["value_type"] == "float"
     text_nan = [o for o in objs if o["key"] == "s" and o["value"] == "NaN"]
@@ -154,9 +169,10 @@ def test_parquet_dtypes(home, tmp_path):
     assert str(schema.field("timestamp").type) == "double"
     assert str(schema.field("value").type) == "double"
     assert str(schema.field("value_int").type) == "int64"
-    rows = pq.read_table(out).to_pylist()
+    rows = [r for r in pq.read_table(out).to_pylist() if r["value_type"] not in META_TYPES]
     assert [r["value_int"] for r in rows if r["key"] == "i"] == INTS
     frame = pd.read_parquet(out, dtype_backend="numpy_nullable")
+    frame = frame[~frame.value_type.isin(META_TYPES)]
     assert frame.loc[frame.key == "i", "value_int"].tolist() == INTS
 
 
@@ -281,7 +297,8 @@ def surrogate_home(tmp_path):
 def test_export_escapes_stored_lone_surrogates(surrogate_home, tmp_path, fmt, wide):
     out = tmp_path / f"out.{fmt}"
     with runfleet.Api(dir=surrogate_home) as api:
-        assert export_project(api, "p", fmt=fmt, path=out, wide=wide) == (2 if wide else 4)
+        # long: 4 points + 7 run rows (1 config key, no summary, 6 run fields)
+        assert export_project(api, "p", fmt=fmt, path=out, wide=wide) == (2 if wide else 11)
     if fmt == "parquet":
         texts = [str(v) for v in pq.read_table(out).to_pydict()[
             "s" if wide else "value_text"] if v is not None]

@@ -265,3 +265,17 @@ def test_missing_tensorboard_package(logdir, tmp_path):
                           timeout=120, env=subprocess_env())
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "pip install 'runfleet[tensorboard]'" in proc.stderr
+
+
+def test_imported_runs_start_before_they_finish(logdir, tmp_path):
+    """An imported run spans its event files' wall times: created at its first event,
+    finished at its last, never finished before created."""
+    home = tmp_path / "rf"
+    proc = cli("import", "tensorboard", str(logdir), "--dir", str(home))
+    assert proc.returncode == 0, proc.stderr
+    with runfleet.Api(dir=home) as api:
+        for run in api.runs("tb-sweep"):
+            points = [t for k in run.keys("all") for t in run.series(k).times.tolist()]
+            assert run.created_at == pytest.approx(min(points), abs=1e-6), run.name
+            assert run.finished_at == pytest.approx(max(points), abs=1e-6), run.name
+            assert run.finished_at is not None and T0 <= run.created_at <= run.finished_at

@@ -493,3 +493,24 @@ def test_home_usage_errors(trackio_home, tmp_path, capsys):
                  "--dir", home]) == 0
     with runfleet.Api(dir=home) as api:
         assert [str(p) for p in api.projects()] == ["renamed"]
+
+
+def test_imported_runs_start_before_they_finish(trackio_db, tmp_path):
+    """Created is the trackio run's start (its config time), finished its last point: an
+    imported run never finishes before it was created, and its history's _runtime counts
+    from its own start, not from the import."""
+    assert main(["import", "trackio", str(trackio_db), "--dir", str(tmp_path)]) == 0
+    with runfleet.Api(dir=tmp_path) as api:
+        for run in api.runs("proj"):
+            points = [t for k in run.keys("all") for t in run.series(k).times.tolist()]
+            assert run.finished_at is not None
+            assert run.created_at <= min(points) + 1e-6, run.name
+            assert max(points) == pytest.approx(run.finished_at, abs=1e-6), run.name
+            assert run.history()["_runtime"].min() >= 0
+        first = next(r for r in api.runs("proj") if r.name == "first")
+        started = datetime.fromisoformat(first.metadata["imported_from"]["config_created_at"])
+        points = [t for k in first.keys("all") for t in first.series(k).times.tolist()]
+        alerts = [a["time"] for a in first.alerts()]
+        # trackio may write the config after the first points: the earlier time stands
+        assert first.created_at == pytest.approx(min(started.timestamp(), *points, *alerts),
+                                                 abs=1e-6)

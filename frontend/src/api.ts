@@ -220,6 +220,16 @@ export const api = {
     call<OpInfo>("ops", {}, {
       method: "POST", headers: writeHeaders(), body: JSON.stringify({ project, run, kind, args }),
     }),
+  /** Delete a tracked run (not of an experiment) at once, softly; answers the run. */
+  deleteRun: (project: string, run: string) =>
+    call<RunInfo>("run/delete", {}, {
+      method: "POST", headers: writeHeaders(), body: JSON.stringify({ project, run }),
+    }),
+  /** Restore a tracked run deleted with deleteRun; answers the run. */
+  restoreRun: (project: string, run: string) =>
+    call<RunInfo>("run/restore", {}, {
+      method: "POST", headers: writeHeaders(), body: JSON.stringify({ project, run }),
+    }),
 };
 
 function writeHeaders(): Record<string, string> {

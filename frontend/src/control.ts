@@ -6,6 +6,7 @@
 // and their status changes arrive on the live stream (state.ops, topic "ops").
 
 import { ApiError, Json, OpArgs, OpInfo, OpKind, RunInfo, api } from "./api";
+import { trackedButtons } from "./deletion";
 import { flatten, fmt, h } from "./dom";
 import { state } from "./state";
 
@@ -31,7 +32,8 @@ export function actionsFor(run: RunInfo): OpKind[] {
   return out;
 }
 
-/** The action buttons of a run (empty when the project is not an experiment). */
+/** The action buttons of a run (of a project that is not an experiment: Delete or
+ *  Restore, see deletion.ts). */
 export function actionButtons(run: RunInfo, where: string): HTMLElement {
   const box = h("span", { class: "op-buttons", "data-run": run.id, "data-where": where });
   fillButtons(box, run);
@@ -41,7 +43,7 @@ export function actionButtons(run: RunInfo, where: string): HTMLElement {
 /** Refresh a box made by actionButtons for the run's current status. */
 export function fillButtons(box: HTMLElement, run: RunInfo): void {
   if (!state.experiment) {
-    box.replaceChildren();
+    box.replaceChildren(...trackedButtons(run));
     return;
   }
   box.replaceChildren(...actionsFor(run).map((kind) => h("button", {

@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import functools
 import os
-import socket
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import psutil
 import re2  # type: ignore[import-untyped]  # google-re2: linear-time matching
 
 from runfleet import downsample as ds
@@ -27,15 +24,14 @@ from runfleet.errors import RunNotFoundError
 from runfleet.home import Home
 from runfleet.store.base import SYSTEM_PREFIX, RunRecord, RunStatus, Series, Store
 from runfleet.store.sqlite import SQLiteStore
+from runfleet.tracking.deletion import delete_run, process_alive, restore_run
 from runfleet.tracking.media import MEDIA_TYPES
 from runfleet.tracking.urls import run_url
-from runfleet.tracking.writer import HEARTBEAT_S
 
 if TYPE_CHECKING:
     import pandas as pd
 
 X_AXES = ("step", "time", "relative")
-CRASH_AFTER_S = 6 * HEARTBEAT_S
 
 
 class Project(str):
@@ -57,7 +53,8 @@ class Project(str):
 
 
 class Api:
-    """Read-only access to the runs in a home (``dir``, else ``RUNFLEET_DIR``, else default)."""
+    """Access to the runs in a home (``dir``, else ``RUNFLEET_DIR``, else default): reads,
+    plus :meth:`ApiRun.delete` and :meth:`ApiRun.restore`."""
 
     def __init__(self, dir: str | os.PathLike[str] | None = None) -> None:
         self.home = Home.resolve(dir)
@@ -380,14 +377,21 @@ class ApiRun:
         return r.status
 
     def _looks_dead(self) -> bool:
-        r = self._record
-        beat = r.heartbeat or r.updated
-        if time.time() - beat < CRASH_AFTER_S:
-            return False
-        host, pid = r.metadata.get("host"), r.metadata.get("pid")
-        if host == socket.gethostname() and isinstance(pid, int):
-            return not psutil.pid_exists(pid)
-        return True
+        return not process_alive(self._record)
+
+    def delete(self) -> ApiRun:
+        """Delete this run softly: hidden from listings, kept until ``runfleet gc`` purges
+        it, recoverable meanwhile with :meth:`restore` (see
+        :mod:`runfleet.tracking.deletion`). Raises
+        :class:`~runfleet.tracking.deletion.DeleteRefusedError` for a run still running or
+        a run of an engine experiment (delete those with ``Experiment.delete``)."""
+        self._record = delete_run(self._api._store, self._api.home, self._record)
+        return self
+
+    def restore(self) -> ApiRun:
+        """Undo :meth:`delete`: the run gets back its previous status and shows again."""
+        self._record = restore_run(self._api._store, self._api.home, self._record)
+        return self
 
     def _field(self, name: str) -> Any:
         head, _, rest = name.partition(".")

@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_artifacts(sub, common)
     for name, what in _CONTROL.items():
         _add_control(sub, common, name, what)
+    _add_restore_and_gc(sub, common)
     return parser
 
 
@@ -78,7 +79,8 @@ def _add_runs(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "runs", parents=[common], help="list runs as a table or JSON",
         description="List runs: id, name, project, status, group, created, last step, the "
-        "config values that differ between runs, and summary metrics.",
+        "config values that differ between runs (headed config.KEY), and summary metrics "
+        "(headed KEY). Deleted runs are left out unless --status deleted.",
         epilog="JSON output is a list of objects with the keys id, name, project, status, "
         "group, tags, notes, config, summary, parent, created, finished, last_step (times in "
         "seconds since the epoch). " + NON_FINITE_NOTE)
@@ -105,7 +107,10 @@ def _add_export(sub: Any, common: argparse.ArgumentParser) -> None:
         "Long layout (default, lossless): one row per point with the columns project, "
         "run_id,\nrun_name, key, step, timestamp, value, value_type (float int bool str "
         "null json).\nWide layout (--wide): one row per (run, step), columns _project, "
-        "_run_id, _run_name,\n_step, _timestamp and one per key; empty cell = no point.",
+        "_run_id, _run_name,\n_step, _timestamp, _config, _summary and one per key; empty "
+        "cell = no point.\nThe long layout also holds run rows (empty step; value_type "
+        "config, summary or run)\nwith each run's config, summary and fields, so 'runfleet "
+        "import csv' of a CSV export\ngives back the same runs (unless --key picks keys).",
         epilog="Values: timestamps are seconds since the epoch. CSV floats are written with "
         "Python's\nshortest round-trip repr, so they read back exactly; NaN and infinities "
         "are nan, inf,\n-inf; bools true/false; null is an empty cell. In JSON Lines, NaN "
@@ -167,11 +172,15 @@ def _add_import(sub: Any, common: argparse.ArgumentParser) -> None:
                    "name)")
     b.set_defaults(func=_cmd_import_tensorboard)
     c = kinds.add_parser(
-        "csv", parents=[common], help="import a wide CSV file as one run",
+        "csv", parents=[common],
+        help="import a wide CSV file as one run, or a 'runfleet export' as its runs",
         description="Import a CSV file with one row per step and one column per metric as "
         "one run. Numeric columns become numbers (nan/inf included), true/false columns "
         "bools, others text; empty cells are skipped. Importing the same file under the same "
-        "run name again is skipped.")
+        "run name again is skipped. A CSV written by 'runfleet export' (long or --wide) is "
+        "recognised by its header and gives back its runs: ids, names, points, configs and "
+        "summaries (long: also created/finished times, status, group, tags, notes); runs "
+        "the project already has are skipped.")
     c.add_argument("file", metavar="FILE", help="the CSV file")
     c.add_argument("--project", "-p", required=True, help="runfleet project")
     c.add_argument("--run-name", help="run name (default: the file name without suffix)")
@@ -307,6 +316,12 @@ def _add_control(sub: Any, common: argparse.ArgumentParser, name: str, what: str
     if name == "delete":
         p.add_argument("--purge", action="store_true",
                        help="also delete the run's tracking data (metrics, media, alerts)")
+        p.epilog = ("A run that belongs to no experiment (made by runfleet.init, or "
+                    "imported) is deleted at once, softly: hidden from listings ('runfleet "
+                    "runs', Api().runs, the dashboard), kept on disk and recoverable with "
+                    "'runfleet restore RUN' until 'runfleet gc' purges it (with --purge: "
+                    "purged at once). A run whose process still runs is refused: finish or "
+                    "stop it first.")
     if name == "clone":
         p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                        help="config change, e.g. training_args.learning_rate=2e-4 (values "
@@ -335,6 +350,11 @@ def _cmd_control(kind: str, args: argparse.Namespace) -> int:
     if len(matches) > 1:
         raise CliError(f"{args.run!r} names {len(matches)} runs; pass the run id")
     run = matches[0]
+    if not home.is_experiment(run.project):  # a plain tracked run: no controller to ask
+        if kind == "delete":
+            return _delete_tracked(home, run.project, run.id, bool(args.purge))
+        raise CliError(f"run {run.id} of project {run.project!r} belongs to no experiment: "
+                       f"{kind} applies to the runs of a runfleet.Experiment (run_fit)")
     op_args: dict[str, Any] = {}
     if kind == "delete":
         op_args["purge"] = bool(args.purge)
@@ -366,6 +386,100 @@ def _cmd_control(kind: str, args: argparse.Namespace) -> int:
            "and the controller has stopped; it applies when the experiment resumes")
     print(f"op {op.id}: {kind} {run.id} still pending {why}", file=sys.stderr)
     return EXIT_FAILURE
+
+
+def _add_restore_and_gc(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "restore", parents=[common], help="bring back a run deleted with 'runfleet delete'",
+        description="Restore a deleted run: it gets back the status it had before 'runfleet "
+        "delete' and shows in listings again. Possible until 'runfleet gc' purges it. Runs "
+        "deleted by an experiment's controller lost their checkpoints and cannot be "
+        "restored.")
+    p.add_argument("run", metavar="RUN", help="run id (or name, with --project)")
+    p.add_argument("--project", "-p", help="the run's project (default: found by id)")
+    p.set_defaults(func=_cmd_restore)
+    g = sub.add_parser(
+        "gc", parents=[common], help="purge deleted runs for good: rows, metrics, media",
+        description="Purge every deleted run of the home (or of --project): its metrics, "
+        "media rows, alerts and run row leave the database and its media files leave the "
+        "home's media folder. Purged runs cannot be restored. Runs that are not deleted are "
+        "never touched.")
+    g.add_argument("--project", "-p", help="only this project (default: every project)")
+    g.add_argument("--dry-run", action="store_true",
+                   help="list what would be purged, purge nothing")
+    g.set_defaults(func=_cmd_gc)
+
+
+def _find_run(home: Home, run_id: str, project: str | None) -> tuple[str, str]:
+    """``(project, id)`` of the run ``run_id`` (an id, or a name with ``project``), deleted
+    runs included; a usage error if there is none or more than one."""
+    from runfleet.api import Api
+
+    with Api(home.root) as api:
+        names = [str(p) for p in api.projects()]
+        if project is not None:
+            _check_project(names, project, home)
+            names = [project]
+        found = [(r.project, r.id) for p in names for r in api.runs(p, include_deleted=True)
+                 if r.id == run_id or (project is not None and r.name == run_id)]
+    if not found:
+        raise CliError(f"no run {run_id!r} in {home.root}"
+                       + (f" (project {project!r})" if project else ""))
+    if len(found) > 1:
+        raise CliError(f"{run_id!r} names {len(found)} runs; pass the run id"
+                       + ("" if project else " and --project"))
+    return found[0]
+
+
+def _delete_tracked(home: Home, project: str, run_id: str, purge: bool) -> int:
+    from runfleet.api import Api
+    from runfleet.tracking.deletion import DeleteRefusedError, default_purge_hooks, purge_run
+
+    with Api(home.root) as api:
+        run = api.run(project, run_id)
+        try:
+            run.delete()
+        except DeleteRefusedError as exc:
+            raise CliError(str(exc), EXIT_FAILURE) from None
+        if purge:
+            record = api.store.get_run(run.rid)
+            purge_run(api.store, api.home, record, default_purge_hooks())
+            print(f"deleted and purged run {run_id} ({run.name}) of project {project!r}")
+            return EXIT_OK
+    print(f"deleted run {run_id} ({run.name}) of project {project!r}: hidden from listings; "
+          f"'runfleet restore {run_id} -p {project}' brings it back until 'runfleet gc' "
+          f"purges it")
+    return EXIT_OK
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    from runfleet.api import Api
+    from runfleet.tracking.deletion import DeleteRefusedError
+
+    home = _home(args, must_exist=True)
+    project, run_id = _find_run(home, args.run, args.project)
+    with Api(home.root) as api:
+        try:
+            run = api.run(project, run_id).restore()
+        except DeleteRefusedError as exc:
+            raise CliError(str(exc), EXIT_FAILURE) from None
+        print(f"restored run {run_id} ({run.name}) of project {project!r}: {run.status}")
+    return EXIT_OK
+
+
+def _cmd_gc(args: argparse.Namespace) -> int:
+    from runfleet.api import Api
+    from runfleet.tracking.deletion import gc
+
+    home = _home(args, must_exist=True)
+    with Api(home.root) as api:
+        if args.project is not None:
+            _check_project([str(p) for p in api.projects()], args.project, home)
+        report = gc(api.store, api.home, project=args.project, dry_run=args.dry_run)
+    for r in report.runs:
+        print(f"{'would purge' if args.dry_run else 'purged'} {r.project}/{r.id} ({r.name})")
+    print(report.describe(args.dry_run))
+    return EXIT_OK
 
 
 def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
@@ -546,8 +660,8 @@ def _print_runs_table(records: list[dict[str, Any]]) -> None:
     table = Table(show_lines=False)
     for title in ("id", "name", "project", "status", "group", "created", "last step"):
         table.add_column(title, no_wrap=title in ("id", "created"))
-    for k in config_keys:
-        table.add_column(k, style="cyan")
+    for k in config_keys:  # "config.lr" apart from a summary metric "lr"
+        table.add_column(f"config.{k}", style="cyan")
     for k in summary_keys:
         table.add_column(k, style="green", justify="right")
     for r in records:

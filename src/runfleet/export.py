@@ -4,12 +4,19 @@ Two layouts:
 
 * **long** (the default, lossless): one row per logged point with the columns
   ``project, run_id, run_name, key, step, timestamp, value, value_type``. ``value_type`` is
-  one of ``float int bool str null json`` and says how to read ``value`` back.
+  one of ``float int bool str null json`` and says how to read ``value`` back. Each run
+  also gets *run rows* (unless ``keys`` picks metric keys), with an empty ``step``: its
+  config (``value_type`` ``config``, one row per top-level key), summary (``summary``) and
+  fields (``run``: created, finished, status, group, tags, notes), the value as JSON text;
+  :func:`read_long` leaves them out unless asked (``meta=True``). With them, ``runfleet
+  import csv`` of the export gives back the same runs.
 * **wide** (``wide=True``): one row per (run, step) with the columns ``_project, _run_id,
-  _run_name, _step, _timestamp`` (named like :meth:`runfleet.ApiRun.history`) and one column
-  per metric key; a cell is empty when the key has no point at that step. A step logged twice
-  gives two rows. Wide output is for spreadsheets; it keeps float values exactly but not the
-  type of keys that mix value types.
+  _run_name, _step, _timestamp`` (named like :meth:`runfleet.ApiRun.history`), ``_config``
+  and ``_summary`` (the run's config and summary as JSON text, on its first row only; a run
+  without points gets that one row, with an empty ``_step``) and one column per metric key;
+  a cell is empty when the key has no point at that step. A step logged twice gives two
+  rows. Wide output is for spreadsheets; it keeps float values exactly but not the type of
+  keys that mix value types, nor each point's own time (a row has one ``_timestamp``).
 
 How values are written:
 
@@ -57,6 +64,8 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from runfleet.errors import RunfleetError, RunNotFoundError
+from runfleet.importers import layout
+from runfleet.importers.layout import LONG_COLUMNS, META_TYPES, VALUE_TYPES, WIDE_COLUMNS
 from runfleet.tracking.text import escape_surrogates
 
 if TYPE_CHECKING:
@@ -65,10 +74,9 @@ if TYPE_CHECKING:
     from runfleet.api import Api, ApiRun
 
 FORMATS = ("csv", "jsonl", "parquet", "trec")
-LONG_COLUMNS = ("project", "run_id", "run_name", "key", "step", "timestamp", "value",
-                "value_type")
-WIDE_COLUMNS = ("_project", "_run_id", "_run_name", "_step", "_timestamp")
-VALUE_TYPES = ("float", "int", "bool", "str", "null", "json")
+__all__ = ["FORMATS", "LONG_COLUMNS", "META_TYPES", "STREAMS", "VALUE_TYPES", "WIDE_COLUMNS",
+           "ExportError", "export_project", "export_runs", "format_cell", "json_safe",
+           "parse_cell", "read_long", "select_runs", "value_type", "write_trec_run"]
 STREAMS = ("default", "system", "all")
 _SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
              ".parquet": "parquet", ".pq": "parquet", ".trec": "trec"}
@@ -124,9 +132,7 @@ def format_cell(value: Any, vtype: str) -> str:
         return "true" if value else "false"
     if vtype == "str":
         return escape_surrogates(str(value))
-    if vtype == "null":
-        return ""
-    return json.dumps(value, separators=(",", ":"), allow_nan=True)
+    return layout.format_cell(value, vtype)
 
 
 def parse_cell(text: str, vtype: str) -> Any:
@@ -136,19 +142,7 @@ def parse_cell(text: str, vtype: str) -> Any:
         >>> parse_cell("0.1", "float") == 0.1, parse_cell("true", "bool")
         (True, True)
     """
-    if vtype == "float":
-        return float(text)
-    if vtype == "int":
-        return int(text)
-    if vtype == "bool":
-        return text.strip().lower() == "true"
-    if vtype == "str":
-        return text
-    if vtype == "null":
-        return None
-    if vtype == "json":
-        return json.loads(text)
-    raise ValueError(f"unknown value_type {vtype!r}; expected one of {VALUE_TYPES}")
+    return layout.parse_cell(text, vtype)
 
 
 def _py_values(values: Any) -> tuple[list[Any], list[str]]:
@@ -220,22 +214,59 @@ class _LongPart:
     types: list[str]
 
 
+@dataclass
+class _MetaPart:
+    """The run rows of one run (long layout): (value_type, key, JSON text) each."""
+
+    run: ApiRun
+    rows: list[tuple[str, str, str]]
+
+
+def _meta_rows(run: ApiRun) -> list[tuple[str, str, str]]:
+    fields = {"created": run.created_at, "finished": run.finished_at,
+              "status": str(run.status), "group": run.group, "tags": run.tags,
+              "notes": run.notes}
+    return ([("config", k, layout.json_text(v)) for k, v in run.config.items()]
+            + [("summary", k, layout.json_text(v)) for k, v in run.summary.items()]
+            + [("run", k, layout.json_text(v)) for k, v in fields.items()])
+
+
 def _long_parts(selected: list[ApiRun], keys: Sequence[str] | None,
-                stream: str) -> Iterator[_LongPart]:
+                stream: str, meta: bool) -> Iterator[_LongPart | _MetaPart]:
     for run in selected:
+        if meta and keys is None:
+            yield _MetaPart(run, _meta_rows(run))
         for key in _keys(run, keys, stream):
             s = run.series(key)
             values, types = _py_values(s.values)
             yield _LongPart(run, key, s.steps.tolist(), s.times.tolist(), values, types)
 
 
-def _write_long_csv(parts: Iterator[_LongPart], fh: IO[str]) -> int:
-    writer = csv.writer(fh, lineterminator="\n")
-    writer.writerow(LONG_COLUMNS)
+def _has_cr(texts: Any) -> bool:
+    """Whether any text holds a carriage return, which the ``\n``-terminated CSV writer
+    would leave unquoted and a reader would take for the end of a row."""
+    return any("\r" in t for t in texts if isinstance(t, str))
+
+
+def _write_long_csv(parts: Iterator[_LongPart | _MetaPart], fh: IO[str]) -> int:
+    plain = csv.writer(fh, lineterminator="\n")
+    quoted = csv.writer(fh, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    plain.writerow(LONG_COLUMNS)
     rows = 0
     for p in parts:
+        ident = _run_texts(p.run)
+        if isinstance(p, _MetaPart):
+            project, run_id, run_name = ident
+            created = repr(p.run.created_at)
+            writer = quoted if _has_cr([*ident, *(k for _, k, _ in p.rows)]) else plain
+            writer.writerows((project, run_id, run_name, escape_surrogates(key), "", created,
+                              text, vtype) for vtype, key, text in p.rows)
+            rows += len(p.rows)
+            continue
         cells = [format_cell(v, t) for v, t in zip(p.values, p.types)]
-        project, run_id, run_name = _run_texts(p.run)
+        project, run_id, run_name = ident
+        texts = [c for c, t in zip(cells, p.types) if t == "str"]
+        writer = quoted if _has_cr([*ident, p.key, *texts]) else plain
         writer.writerows(zip([project] * len(cells), [run_id] * len(cells),
                              [run_name] * len(cells), [escape_surrogates(p.key)] * len(cells),
                              p.steps, map(repr, p.times), cells, p.types))
@@ -250,9 +281,17 @@ def _json_value(value: Any, vtype: str) -> str:
     return json.dumps(json_safe(value), allow_nan=False)
 
 
-def _write_long_jsonl(parts: Iterator[_LongPart], fh: IO[str]) -> int:
+def _write_long_jsonl(parts: Iterator[_LongPart | _MetaPart], fh: IO[str]) -> int:
     rows = 0
     for p in parts:
+        if isinstance(p, _MetaPart):
+            for vtype, key, text in p.rows:
+                fh.write(json.dumps({"project": p.run.project, "run_id": p.run.id,
+                                     "run_name": p.run.name, "key": key, "step": None,
+                                     "timestamp": p.run.created_at, "value": text,
+                                     "value_type": vtype}) + "\n")
+            rows += len(p.rows)
+            continue
         head = json.dumps({"project": p.run.project, "run_id": p.run.id,
                            "run_name": p.run.name, "key": p.key})[:-1]
         lines = [f'{head}, "step": {s}, "timestamp": {t!r}, "value": {_json_value(v, vt)}, '
@@ -302,13 +341,31 @@ def _long_table(p: _LongPart) -> Any:
                                  zip(columns, _long_schema())], schema=_long_schema())
 
 
-def _write_long_parquet(parts: Iterator[_LongPart], path: str | os.PathLike[str]) -> int:
+def _meta_table(p: _MetaPart) -> Any:
+    import pyarrow as pa
+
+    n = len(p.rows)
+    project, run_id, run_name = _run_texts(p.run)
+    columns = [[project] * n, [run_id] * n, [run_name] * n,
+               [escape_surrogates(k) for _, k, _ in p.rows], [None] * n,
+               [p.run.created_at] * n, [None] * n, [t for t, _, _ in p.rows], [None] * n,
+               [text for _, _, text in p.rows]]
+    return pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in
+                                 zip(columns, _long_schema())], schema=_long_schema())
+
+
+def _write_long_parquet(parts: Iterator[_LongPart | _MetaPart],
+                        path: str | os.PathLike[str]) -> int:
     import pyarrow.parquet as pq
 
     rows = 0
     with pq.ParquetWriter(str(path), _long_schema()) as writer:
         for p in parts:
-            if p.values:
+            if isinstance(p, _MetaPart):
+                if p.rows:
+                    writer.write_table(_meta_table(p))
+                    rows += len(p.rows)
+            elif p.values:
                 writer.write_table(_long_table(p))
                 rows += len(p.values)
     return rows
@@ -379,14 +436,25 @@ def _wide_blocks(selected: list[ApiRun], keys: Sequence[str] | None,
 
 
 def _write_wide_csv(names: list[str], blocks: Iterator[_WideBlock], fh: IO[str]) -> int:
-    writer = csv.writer(fh, lineterminator="\n")
-    writer.writerow([*WIDE_COLUMNS, *map(escape_surrogates, names)])
+    plain = csv.writer(fh, lineterminator="\n")
+    quoted = csv.writer(fh, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    header = [*WIDE_COLUMNS, *map(escape_surrogates, names)]
+    (quoted if _has_cr(header) else plain).writerow(header)
     rows = 0
     for b in blocks:
         n = len(b.steps)
         project, run_id, run_name = _run_texts(b.run)
+        config, summary = _wide_meta(b.run)
+        writer = quoted if _has_cr([project, run_id, run_name]) or any(
+            _has_cr(cells) for cells in b.columns.values()) else plain
+        if not n:  # a run without points still has its config and summary
+            writer.writerow([project, run_id, run_name, "", "", config, summary,
+                             *([""] * len(names))])
+            rows += 1
+            continue
         cols: list[Any] = [[project] * n, [run_id] * n, [run_name] * n, b.steps,
-                           map(repr, b.times)]
+                           map(repr, b.times), [config] + [""] * (n - 1),
+                           [summary] + [""] * (n - 1)]
         for key in names:
             cells = b.columns.get(key)
             cols.append([""] * n if cells is None else
@@ -397,13 +465,27 @@ def _write_wide_csv(names: list[str], blocks: Iterator[_WideBlock], fh: IO[str])
     return rows
 
 
+def _wide_meta(run: ApiRun) -> tuple[str, str]:
+    """A run's config and summary as JSON text (the wide layout's ``_config``, ``_summary``)."""
+    return layout.json_text(run.config), layout.json_text(run.summary)
+
+
 def _write_wide_jsonl(names: list[str], blocks: Iterator[_WideBlock], fh: IO[str]) -> int:
     rows = 0
     for b in blocks:
         present = [k for k in names if k in b.columns]
+        config, summary = _wide_meta(b.run)
+        if not b.steps:
+            fh.write(json.dumps({"_project": b.run.project, "_run_id": b.run.id,
+                                 "_run_name": b.run.name, "_step": None, "_timestamp": None,
+                                 "_config": config, "_summary": summary}) + "\n")
+            rows += 1
+            continue
         for i, (step, t) in enumerate(zip(b.steps, b.times)):
             obj: dict[str, Any] = {"_project": b.run.project, "_run_id": b.run.id,
                                    "_run_name": b.run.name, "_step": step, "_timestamp": t}
+            if i == 0:
+                obj.update(_config=config, _summary=summary)
             for k in present:
                 v = b.columns[k][i]
                 if v is not _MISSING:
@@ -457,20 +539,25 @@ def _write_wide_parquet(names: list[str], blocks: Iterator[_WideBlock],
             types.setdefault(k, set()).update(ts)
     fields = [pa.field("_project", pa.string()), pa.field("_run_id", pa.string()),
               pa.field("_run_name", pa.string()), pa.field("_step", pa.int64()),
-              pa.field("_timestamp", pa.float64())]
+              pa.field("_timestamp", pa.float64()), pa.field("_config", pa.string()),
+              pa.field("_summary", pa.string())]
     fields += [pa.field(escape_surrogates(k), _arrow_type(types[k])) for k in names]
     schema = pa.schema(fields)
     rows = 0
     with pq.ParquetWriter(str(path), schema) as writer:
         for b in materialized:
             n = len(b.steps)
-            if not n:
-                continue
             project, run_id, run_name = _run_texts(b.run)
+            config, summary = _wide_meta(b.run)
+            steps: list[int | None] = list(b.steps) if n else [None]
+            times: list[float | None] = list(b.times) if n else [None]
+            n = max(n, 1)  # a run without points: one row with its config and summary
             arrays = [pa.array([project] * n, pa.string()),
                       pa.array([run_id] * n, pa.string()),
                       pa.array([run_name] * n, pa.string()),
-                      pa.array(b.steps, pa.int64()), pa.array(b.times, pa.float64())]
+                      pa.array(steps, pa.int64()), pa.array(times, pa.float64()),
+                      pa.array([config] + [None] * (n - 1), pa.string()),
+                      pa.array([summary] + [None] * (n - 1), pa.string())]
             for name, f in zip(names, fields[len(WIDE_COLUMNS):]):
                 cells = b.columns.get(name, [_MISSING] * n)
                 arrays.append(pa.array(_arrow_cells(cells, f.type), f.type))
@@ -494,7 +581,7 @@ def _text_output(path: Target) -> Iterator[IO[str]]:
 
 def export_runs(selected: list[ApiRun], fmt: str | None = None, path: Target = None,
                 wide: bool = False, keys: Sequence[str] | None = None,
-                stream: str | None = None) -> int:
+                stream: str | None = None, meta: bool = True) -> int:
     """Write the history of ``selected`` runs; return the number of rows written.
 
     ``fmt`` is ``csv``, ``jsonl``, ``parquet`` or ``trec`` (default: from the suffix of
@@ -503,7 +590,8 @@ def export_runs(selected: list[ApiRun], fmt: str | None = None, path: Target = N
     file, or ``None``/``"-"`` for standard output (all formats but Parquet). ``keys``
     limits the export to those metric keys; ``stream`` picks ``default`` (training
     metrics), ``system`` or ``all`` keys (default: ``all`` for the long layout,
-    ``default`` for the wide one, since system metrics count their own steps).
+    ``default`` for the wide one, since system metrics count their own steps). ``meta``
+    False leaves out the long layout's run rows (points only).
     """
     fmt = infer_format(path, fmt)
     if fmt == "trec":
@@ -523,7 +611,7 @@ def export_runs(selected: list[ApiRun], fmt: str | None = None, path: Target = N
             if fmt == "csv":
                 return _write_wide_csv(names, blocks, fh)
             return _write_wide_jsonl(names, blocks, fh)
-    parts = _long_parts(selected, keys, stream)
+    parts = _long_parts(selected, keys, stream, meta)
     if fmt == "parquet":
         assert isinstance(path, (str, os.PathLike))
         return _write_long_parquet(parts, path)
@@ -575,10 +663,13 @@ def export_project(api: Api, project: str, runs: Sequence[str] | None = None,
 
 
 # -- reading back ----------------------------------------------------------------------------
-def read_long(path: str | os.PathLike[str] | IO[str], fmt: str | None = None) -> pd.DataFrame:
+def read_long(path: str | os.PathLike[str] | IO[str], fmt: str | None = None,
+              meta: bool = False) -> pd.DataFrame:
     """Read a long-layout export back, with ``value`` holding the exact Python values.
 
-    Returns a DataFrame with the columns of :data:`LONG_COLUMNS`.
+    Returns a DataFrame with the columns of :data:`LONG_COLUMNS`: the points only, or with
+    ``meta`` the run rows too (``value_type`` in :data:`META_TYPES`, ``step`` missing, the
+    value decoded from its JSON text).
     """
     import pandas as pd
 
@@ -588,6 +679,11 @@ def read_long(path: str | os.PathLike[str] | IO[str], fmt: str | None = None) ->
         import pyarrow.parquet as pq
 
         for r in pq.read_table(path).to_pylist():
+            if r["value_type"] in META_TYPES:
+                if meta:
+                    records.append({c: r[c] for c in LONG_COLUMNS})
+                    records[-1]["value"] = parse_cell(r["value_text"], r["value_type"])
+                continue
             records.append({c: r[c] for c in LONG_COLUMNS})
             records[-1]["value"] = _from_parquet_row(r)
     else:
@@ -595,6 +691,12 @@ def read_long(path: str | os.PathLike[str] | IO[str], fmt: str | None = None) ->
             if fmt == "csv":
                 for row in csv.DictReader(fh):
                     rec: dict[str, Any] = dict(row)
+                    if row["value_type"] in META_TYPES:
+                        if meta:
+                            rec.update(step=None, timestamp=float(row["timestamp"]),
+                                       value=parse_cell(row["value"], row["value_type"]))
+                            records.append(rec)
+                        continue
                     rec["step"] = int(row["step"])
                     rec["timestamp"] = float(row["timestamp"])
                     rec["value"] = parse_cell(row["value"], row["value_type"])
@@ -603,10 +705,15 @@ def read_long(path: str | os.PathLike[str] | IO[str], fmt: str | None = None) ->
                 for line in fh:
                     if line.strip():
                         r = json.loads(line)
+                        if r["value_type"] in META_TYPES:
+                            if meta:
+                                r["value"] = parse_cell(r["value"], r["value_type"])
+                                records.append(r)
+                            continue
                         r["value"] = _from_json(r["value"], r["value_type"])
                         records.append(r)
     frame = pd.DataFrame.from_records(records, columns=list(LONG_COLUMNS))
-    return frame.astype({"step": "int64", "timestamp": "float64"})
+    return frame.astype({"step": "Int64" if meta else "int64", "timestamp": "float64"})
 
 
 @contextmanager

@@ -28,6 +28,7 @@ ENV_VAR = "RUNFLEET_DIR"
 SHARED_ENV_VAR = "RUNFLEET_SHARED_HOME"
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
+EXPERIMENT_MARKER = "experiment.json"  # marks <home>/experiments/<name>/ as an experiment
 
 
 def shared_home() -> bool:
@@ -104,6 +105,18 @@ class Home:
     def db_path(self) -> Path:
         """The SQLite database file."""
         return self.root / DB_NAME
+
+    @property
+    def experiments_dir(self) -> Path:
+        """Folder holding the engine's experiments, one folder per experiment name."""
+        return self.root / "experiments"
+
+    def is_experiment(self, project: str) -> bool:
+        """Whether ``project`` is an engine experiment (its runs are managed by a
+        controller, through ops) rather than a project of plain tracked runs."""
+        if not project or "/" in project or project in (".", ".."):
+            return False
+        return (self.experiments_dir / project / EXPERIMENT_MARKER).exists()
 
     @property
     def media_dir(self) -> Path:

@@ -101,3 +101,33 @@ def test_recent_objects_survive_a_purge(home: Path, tmp_path: Path) -> None:
         assert not objects.path(sha).exists()
     finally:
         store.close()
+
+
+def test_runfleet_gc_reclaims_the_artefacts_of_the_runs_it_purges(
+        home: Path, tmp_path: Path) -> None:
+    """``runfleet gc`` ends with the artefact clean-up: a version that only a purged run
+    logged goes (its files stay through the grace period); a kept run's version stays."""
+    import subprocess
+    import sys
+
+    from tests.conftest import subprocess_env
+
+    src = tmp_path / "weights.bin"
+    src.write_bytes(b"w" * 300)
+    gone = _log(home, src, "gone")
+    _log(home, tmp_path / "weights.bin", "kept")
+    runfleet.Api(home).run("p", gone).delete()
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "runfleet", *args, "--dir", str(home)],
+                              capture_output=True, text=True, env=subprocess_env())
+
+    out = cli("gc")
+    assert out.returncode == 0, out.stderr
+    assert "purged 1 deleted run(s)" in out.stdout and "1 artefact version(s)" in out.stdout
+    store = SQLiteStore.open(Home.resolve(home).db_path)
+    try:
+        assert [(r.name, r.version) for r in store.artifact_versions("p")] == [("kept", 0)]
+    finally:
+        store.close()
+    assert len(list(ObjectStore(Home.resolve(home)).all())) == 1  # shared content, kept

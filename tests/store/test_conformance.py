@@ -226,3 +226,35 @@ def test_orphaned_artifacts_are_those_of_purged_runs_only(store: Store) -> None:
     store.purge_run(b.rid)
     assert [(r.name, r.version) for r in store.delete_orphaned_artifacts()] == [("m", 1)]
     assert [r.name for r in store.artifact_versions()] == ["free"]
+
+
+def test_update_run_if_sets_columns_only_from_an_expected_status(store: Store) -> None:
+    run = store.create_run("p", "a", "a", status="completed")
+    assert not store.update_run_if(run.rid, ["running"], status="deleted")
+    assert store.get_run(run.rid).status == "completed"  # left alone
+    assert store.update_run_if(run.rid, ["completed", "failed"], status="deleted",
+                               metadata={"deleted": {"status": "completed"}})
+    got = store.get_run(run.rid)
+    assert got.status == "deleted" and got.metadata == {"deleted": {"status": "completed"}}
+    assert not store.update_run_if(run.rid, ["completed"], status="running")
+    with pytest.raises(ValueError, match="cannot update"):
+        store.update_run_if(run.rid, ["deleted"], bogus=1)
+    with pytest.raises(RunNotFoundError):
+        store.update_run_if(10_000, ["completed"], status="deleted")
+
+
+def test_purge_run_drops_the_run_and_its_data_only(store: Store) -> None:
+    gone = store.create_run("p", "a", "a")
+    kept = store.create_run("p", "b", "b")
+    for run in (gone, kept):
+        store.write(WriteBatch(
+            series=[_chunk(run.rid, "loss", [0, 1], [1.0, 2.0])],
+            media=[MediaRow(run.rid, "img", 0, "image", f"media/p/{run.id}/x.png", {}, 1.0)],
+            alerts=[AlertRow(run.rid, "t", "x", "warn", 0, 1.0)]))
+    store.purge_run(gone.rid)
+    assert store.find_run("p", id="a") is None and [r.id for r in store.runs("p")] == ["b"]
+    with pytest.raises(RunNotFoundError):
+        store.get_run(gone.rid)
+    assert store.series(kept.rid, "loss").values.tolist() == [1.0, 2.0]
+    assert len(store.media(kept.rid)) == 1 and len(store.alerts(kept.rid)) == 1
+    assert store.media(gone.rid) == [] and store.alerts(gone.rid) == []

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import runfleet
-from runfleet.export import read_long
+from runfleet.export import META_TYPES, read_long
 from tests.conftest import ROOT, subprocess_env
 
 SCRIPTS = ROOT / "tests" / "compat_scripts"
@@ -77,7 +77,8 @@ def test_trackio_style_script(home: Path) -> None:
                            "--project", "trackio-demo", "--format", "jsonl"],
                           env=subprocess_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    rows = [r for r in map(json.loads, proc.stdout.splitlines())
+            if r["value_type"] not in META_TYPES]  # points only, not the run rows
     assert len(rows) == 2 * 5 * 2  # runs x steps x keys
     first = [r["value"] for r in rows if r["run_name"] == "lr-0.001" and r["key"] == "accuracy"]
     assert first == runs[0].history()["accuracy"].tolist()

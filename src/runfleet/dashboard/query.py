@@ -439,7 +439,8 @@ class Query:
         from runfleet.export import export_runs
 
         runs = self._runs_by_id(project, run_ids) if run_ids else self._project_runs(project)
-        return export_runs(runs, fmt="csv", path=fh, keys=keys or None, stream="all")
+        return export_runs(runs, fmt="csv", path=fh, keys=keys or None, stream="all",
+                           meta=False)
 
     def health(self) -> dict[str, Any]:
         """Version and home, for the page header and for checks."""

@@ -25,12 +25,12 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from runfleet.dashboard import jsonio, live
+from runfleet.dashboard import deletion, jsonio, live
 from runfleet.dashboard.artifacts import run_artifacts
 from runfleet.dashboard.control import BODY_SCHEMA, Control
 from runfleet.dashboard.cursor import decode_token
 from runfleet.dashboard.query import Query
-from runfleet.dashboard.spec import ApiError, Endpoint, Param, openapi, parse_params
+from runfleet.dashboard.spec import ApiError, Endpoint, Handler, Param, openapi, parse_params
 from runfleet.errors import StoreError
 from runfleet.filters import FilterError, parse_filters
 from runfleet.store.base import RunStatus, StoreBusyError
@@ -165,6 +165,17 @@ def build_endpoints(query: Query) -> list[Endpoint]:
             raise ApiError(409, "the database is busy with writes; try again") from None
         return jsonio.json_response(op)
 
+    def change_run(restore: bool) -> Handler:
+        async def handler(request: Request, p: dict[str, Any]) -> Response:
+            body = await _json_body(request)
+            try:
+                run = await _blocking(lambda: deletion.change(query, body, restore))
+            except StoreBusyError:
+                raise ApiError(409, "the database is busy with writes; try again") from None
+            return jsonio.json_response(run)
+
+        return handler
+
     async def stream(request: Request, p: dict[str, Any]) -> Response:
         token = request.headers.get("last-event-id") or p["cursor"]
         cursor, ops_from = decode_token(token) if token else ({}, None)
@@ -277,6 +288,25 @@ def build_endpoints(query: Query) -> list[Endpoint]:
                      "applies in order, or rejects with a reason; follow it on /api/stream or "
                      "GET /api/ops. A clone may change only keys of the run's config "
                      "(`changes` = {dotted.key: value}); an unknown key is refused at once.")),
+        Endpoint("/api/run/delete", "POST", "Delete a tracked run (soft: restorable until "
+                 "`runfleet gc`)", (), change_run(False),
+                 {**not_found, 401: "token required", 403: "cross-site write",
+                  409: "refused: running, already deleted, or a run of an experiment",
+                  413: "body too large", 415: "not JSON"},
+                 body=deletion.BODY_SCHEMA, description=(
+                     "Applies at once to a run that belongs to no experiment: it is hidden "
+                     "from listings (GET /api/runs?deleted=true lists it) until restored or "
+                     "purged by `runfleet gc`. A run whose process still runs is refused, "
+                     "and so is a run of an experiment (its controller deletes it: POST "
+                     "/api/ops).")),
+        Endpoint("/api/run/restore", "POST", "Restore a deleted tracked run", (),
+                 change_run(True),
+                 {**not_found, 401: "token required", 403: "cross-site write",
+                  409: "refused: not deleted, or deleted by an experiment's controller",
+                  413: "body too large", 415: "not JSON"},
+                 body=deletion.BODY_SCHEMA, description=(
+                     "Gives a run deleted by POST /api/run/delete (or `runfleet delete`) "
+                     "back the status it had.")),
         Endpoint("/api/openapi.json", "GET", "This description", (), spec),
     ]
     return endpoints

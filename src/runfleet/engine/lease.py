@@ -23,20 +23,20 @@ from typing import Any
 
 import psutil
 
-META_FILE = "experiment.json"  # marks a folder as an experiment; name, created, trackers
+from runfleet.home import EXPERIMENT_MARKER, Home
+
+META_FILE = EXPERIMENT_MARKER  # marks a folder as an experiment; name, created, trackers
 LEASE_FILE = "controller.json"
 
 
 def experiment_dir(home_root: Path, name: str) -> Path:
     """Where the engine keeps the experiment ``name`` of the home at ``home_root``."""
-    return Path(home_root) / "experiments" / name
+    return Home(Path(home_root)).experiments_dir / name
 
 
 def is_experiment(home_root: Path, name: str) -> bool:
     """Whether project ``name`` of the home is an engine experiment (its runs take ops)."""
-    if not name or "/" in name or name in (".", ".."):
-        return False
-    return (experiment_dir(home_root, name) / META_FILE).exists()
+    return Home(Path(home_root)).is_experiment(name)
 
 
 class LeaseHeldError(RuntimeError):

@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,7 +112,12 @@ class Points:
 
 @dataclass
 class RunData:
-    """Everything an importer collected for one run, ready for :func:`write_run`."""
+    """Everything an importer collected for one run, ready for :func:`write_run`.
+
+    ``created`` and ``finished`` are the source's own times when it has them (else the
+    first and last point); ``summary`` None means the last value of each key; ``status``
+    None means completed.
+    """
 
     id: str
     name: str
@@ -120,6 +126,12 @@ class RunData:
     metadata: dict[str, Any] = field(default_factory=dict)
     points: dict[str, Points] = field(default_factory=dict)
     alerts: list[tuple[str, str, str, int | None, float]] = field(default_factory=list)
+    created: float | None = None
+    finished: float | None = None
+    summary: dict[str, Any] | None = None
+    status: str | None = None
+    tags: list[str] | None = None
+    notes: str | None = None
 
     def add(self, key: str, step: int, when: float, value: Any) -> None:
         """Append one point of ``key``."""
@@ -129,6 +141,25 @@ class RunData:
     def point_count(self) -> int:
         """Number of points over all keys."""
         return sum(len(p.steps) for p in self.points.values())
+
+    @property
+    def first_time(self) -> float | None:
+        """The earliest point or alert time, if any."""
+        times = [min(p.times) for p in self.points.values() if p.times]
+        times += [a[4] for a in self.alerts]
+        return min(times) if times else None
+
+    def lifetime(self, now: float) -> tuple[float, float]:
+        """``(created, finished)`` of the imported run, ``created <= finished`` always: the
+        source's own times when known, else its first and last points (else ``now``). A
+        source whose times disagree (a point before the recorded start, a finish before the
+        start) is read as the widest span its times cover."""
+        known = [t for t in (self.created, self.first_time) if t is not None
+                 and math.isfinite(t)]
+        created = min(known) if known else now
+        ends = [t for t in (self.finished, self.last_time) if t is not None
+                and math.isfinite(t)]
+        return created, max([created, *ends])
 
     @property
     def last_time(self) -> float | None:
@@ -195,14 +226,16 @@ def write_run(store: Store, project: str, run: RunData) -> bool:
         return False
     if existing is None:
         record = store.create_run(project, run.id, run.name, group=run.group,
-                                  config=run.config, metadata=run.metadata,
-                                  status=RunStatus.PENDING)
+                                  config=run.config, tags=run.tags, notes=run.notes,
+                                  metadata=run.metadata, status=RunStatus.PENDING)
     else:
         record = existing
     rid = record.rid
-    finished = run.last_time or time.time()
-    batch = WriteBatch(run_updates={rid: {"status": RunStatus.COMPLETED, "summary": last_values(
-        run.points), "finished": finished, "heartbeat": finished}})
+    created, finished = run.lifetime(time.time())
+    summary = last_values(run.points) if run.summary is None else run.summary
+    batch = WriteBatch(run_updates={rid: {
+        "status": run.status or RunStatus.COMPLETED, "summary": summary, "created": created,
+        "finished": finished, "heartbeat": finished}})
     for key, p in run.points.items():
         batch.series.extend(series_chunks(rid, key, p))
     batch.alerts = [AlertRow(run=rid, title=t, text=x, level=lv, step=s, time=w)

@@ -34,7 +34,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -274,6 +274,10 @@ class _Source:
             if trackio_key in config:
                 origin[meta_key] = config.pop(trackio_key)
         origin["config_created_at"] = row[1]
+        # trackio writes the config when the run starts; an unreadable time leaves the
+        # first point's time to stand for it.
+        with suppress(ImportSourceError):
+            run.created = parse_time(row[1])
         group = origin.pop("group", None)
         run.group = None if group is None else str(group)
         run.config = {k: _restore(v) for k, v in config.items()}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import abc
 import enum
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -314,7 +314,8 @@ class Store(abc.ABC):
 
     Implementations are used from one thread at a time per instance (the tracker's writer
     and its init path share one instance under a lock). Updatable run columns are
-    ``status, config, summary, tags, notes, grp, metadata, heartbeat, finished, name``.
+    ``status, config, summary, tags, notes, grp, metadata, heartbeat, finished, name`` (and
+    ``created``, which importers set to the source's start time).
     """
 
     @abc.abstractmethod
@@ -378,6 +379,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def update_run(self, rid: int, **fields: Any) -> None:
         """Set run columns (JSON columns take Python objects)."""
+
+    @abc.abstractmethod
+    def update_run_if(self, rid: int, expect_status: Collection[str], **fields: Any) -> bool:
+        """Set run columns as :meth:`update_run` does, but only if the run's status is one
+        of ``expect_status``, checked and written in one atomic step (so a run that changed
+        status meanwhile, e.g. finished or deleted by another process, is left alone).
+        Return whether the columns were set; raise ``RunNotFoundError`` if absent."""
 
     @abc.abstractmethod
     def projects(self) -> list[ProjectRecord]:

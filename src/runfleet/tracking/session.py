@@ -224,6 +224,10 @@ def start_run(
             f"run id {id!r} already exists in project {project!r}; pass resume='allow' "
             f"to continue it, or choose another id")
 
+    if record is not None and record.status == RunStatus.DELETED and status != RunStatus.DELETED:
+        raise ValueError(f"run {record.id!r} of project {project!r} is deleted: restore it "
+                         f"first (`runfleet restore {record.id} --project {project}`) to "
+                         f"continue it, or choose another id")
     if record is not None:
         merged = {**record.config, **cfg_values}
         fields: dict[str, Any] = {"status": status, "finished": None,

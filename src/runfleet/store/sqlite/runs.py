@@ -16,7 +16,7 @@ from runfleet.store.sqlite.connection import Db, Row, dumps
 JSON_COLUMNS = frozenset({"config", "summary", "tags", "metadata"})
 RUN_COLUMNS = frozenset({
     "status", "config", "summary", "tags", "notes", "grp", "metadata", "heartbeat",
-    "finished", "name", "parent", "parent_step", "updated",
+    "finished", "name", "parent", "parent_step", "updated", "created",
 })
 _RUN_SELECT = (
     "SELECT r.rid, p.name, r.id, r.name, r.grp, r.status, r.config, r.summary, r.tags, "
@@ -145,6 +145,20 @@ def update_run(conn: sqlite3.Connection, rid: int, fields: dict[str, Any]) -> No
     cols = ", ".join(f"{k} = ?" for k in fields)
     vals = [dumps(v) if k in JSON_COLUMNS else v for k, v in fields.items()]
     conn.execute(f"UPDATE runs SET {cols} WHERE rid = ?", [*vals, rid])
+
+
+def update_run_if(conn: sqlite3.Connection, rid: int, expect_status: list[str],
+                  fields: dict[str, Any]) -> bool:
+    """Inside a transaction: set columns of run ``rid`` as :func:`update_run` does if its
+    status is one of ``expect_status``; return whether it did. :class:`RunNotFoundError` if
+    there is no such run."""
+    row = conn.execute("SELECT status FROM runs WHERE rid = ?", (rid,)).fetchone()
+    if row is None:
+        raise RunNotFoundError(f"no run with internal id {rid}")
+    if row[0] not in expect_status:
+        return False
+    update_run(conn, rid, fields)
+    return True
 
 
 def raise_last_step(conn: sqlite3.Connection, rid: int, step: int) -> None:

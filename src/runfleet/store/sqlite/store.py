@@ -4,7 +4,7 @@ the table modules (each method takes the lock or a transaction and delegates).""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +126,12 @@ class SQLiteStore(Store):
     def update_run(self, rid: int, **fields: Any) -> None:
         """See :meth:`Store.update_run`."""
         self._db.transaction(lambda conn: runs.update_run(conn, rid, fields))
+
+    def update_run_if(self, rid: int, expect_status: Collection[str], **fields: Any) -> bool:
+        """See :meth:`Store.update_run_if` (one ``BEGIN IMMEDIATE`` transaction)."""
+        expected = [str(s) for s in expect_status]
+        return bool(self._db.transaction(
+            lambda conn: runs.update_run_if(conn, rid, expected, fields)))
 
     def projects(self) -> list[ProjectRecord]:
         """See :meth:`Store.projects`."""
