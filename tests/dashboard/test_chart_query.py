@@ -117,6 +117,8 @@ def test_schema_1_database_migrates_and_gets_summaries(tmp_path: Path) -> None:
     conn.execute("DROP TRIGGER segment_summaries_follow")
     conn.execute("DROP TABLE segment_summaries")
     conn.execute("DROP TABLE ops")
+    for table in ("artifact_links", "artifact_aliases", "artifact_versions"):
+        conn.execute(f"DROP TABLE {table}")
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()
