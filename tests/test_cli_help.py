@@ -3,7 +3,9 @@ family (tracking, dashboard, demo, engine control)."""
 
 from __future__ import annotations
 
+import argparse
 import re
+from typing import cast
 
 import pytest
 
@@ -20,7 +22,8 @@ def _help(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
 def _description(name: str) -> str:
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    return " ".join(str(sub.choices[name].description).split())  # type: ignore[union-attr]
+    choices = cast("dict[str, argparse.ArgumentParser]", sub.choices)
+    return " ".join(str(choices[name].description).split())
 
 
 def test_top_level_description_names_the_engine_commands(capsys):

@@ -43,4 +43,6 @@ def test_train_many_configs_snippet_runs_as_a_plain_script(tmp_path: Path) -> No
     assert {(r.config["peft_config.r"], r.config["training_args.learning_rate"])
             for r in runs} == {(8, 1e-3), (8, 1e-4), (32, 1e-3), (32, 1e-4)}
     assert all(r.history(keys=["eval_loss"])["eval_loss"].notna().sum() == 2 for r in runs)
-    assert "best_eval_loss" in proc.stdout  # the results table the script prints
+    printed = proc.stdout.splitlines()  # the results the script prints, one row per run
+    assert sum(line.split()[:3] == [str(i), r.id, r.name] for i, r in enumerate(
+        sorted(runs, key=lambda r: r.name)) for line in printed) == 4, proc.stdout
