@@ -4,6 +4,7 @@ code prints kept, in order, never drawn over."""
 
 from __future__ import annotations
 
+import io
 import re
 import subprocess
 import sys
@@ -105,3 +106,21 @@ def test_lines_mode_prints_a_line_only_on_a_change_of_chunk_or_status() -> None:
         "run-1  lr=0.1  chunk 1/2  step 2/4  loss 0.5  running",
         "run-1  lr=0.1  chunk 2/2  step 4/4  loss 0.25  completed"]
     assert "│ run-1 │ 0.1 │" in text  # the whole table at the end, at its full width
+
+
+def test_live_mode_on_a_narrow_terminal_folds_instead_of_cutting() -> None:
+    console = Console(record=True, width=40, force_terminal=True, color_system=None,
+                      file=io.StringIO())
+    table = ProgressTable("exp", [{"lr": 0.1}, {"lr": 0.2}], console=console)
+    assert table.mode == "live"
+    row = {"name": "run-with-a-rather-long-name-1", "config": {"lr": 0.1}, "chunks_done": 2,
+           "num_chunks": 2, "step": 4, "total_steps": 4, "loss": 0.25, "status": "completed"}
+    table.start([row])
+    table.stop([row])
+    text = console.export_text()
+    assert "…" not in text
+    lines = text.splitlines()
+    body = [line.split("│")[1:-1] for line in lines[next(
+        i for i, line in enumerate(lines) if line.startswith("┡")) + 1:] if "│" in line]
+    cells = ["".join(piece.strip() for piece in column) for column in zip(*body)]
+    assert cells == ["run-with-a-rather-long-name-1", "0.1", "2/2", "4/4", "0.25", "completed"]

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from runfleet.printing import natural_width, print_table
+from runfleet.printing import foldable, natural_width, print_table
 
 _STATUS_STYLE = {"pending": "dim", "running": "cyan", "completed": "green", "failed": "red",
                  "stopped": "yellow", "deleted": "dim strike"}
@@ -93,7 +93,7 @@ class ProgressTable:
                 f"{r['chunks_done']}/{r['num_chunks']}", f"{r['step']}/{r['total_steps']}",
                 _fmt(r["loss"]) if r["loss"] is not None else "-",
                 f"[{_STATUS_STYLE.get(status, '')}]{status}[/]")
-        return table
+        return foldable(table)  # a narrow terminal folds cells, never cuts them to "…"
 
     def line(self, row: dict[str, Any]) -> str:
         """One run's state as a plain line (lines mode)."""
