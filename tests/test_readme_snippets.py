@@ -46,3 +46,23 @@ def test_train_many_configs_snippet_runs_as_a_plain_script(tmp_path: Path) -> No
     printed = proc.stdout.splitlines()  # the results the script prints, one row per run
     assert sum(line.split()[:3] == [str(i), r.id, r.name] for i, r in enumerate(
         sorted(runs, key=lambda r: r.name)) for line in printed) == 4, proc.stdout
+
+
+def test_examples_name_a_command_that_runs_them() -> None:
+    """An example that says "run it with ``make T``" is run by that target's recipe; and
+    track_demo.py points at itself, not at ``make demo`` (which runs ``runfleet demo``)."""
+    root = README.parent
+    makefile = (root / "Makefile").read_text(encoding="utf-8")
+
+    def recipe(target: str) -> str:
+        match = re.search(rf"^{re.escape(target)}:.*\n((?:\t.*\n)*)", makefile, re.M)
+        assert match, target
+        return match.group(1)
+
+    assert "runfleet demo" in recipe("demo")
+    for example in sorted((root / "examples").glob("*.py")):
+        text = example.read_text(encoding="utf-8")
+        for target in re.findall(r"[Rr]un it with ``make (\w+)``", text):
+            assert example.name in recipe(target), (example.name, target)
+    track = (root / "examples" / "track_demo.py").read_text(encoding="utf-8")
+    assert "Run it with ``python examples/track_demo.py``" in track
