@@ -60,7 +60,8 @@ def run_demo(dir: str | os.PathLike[str] | None = None, workers: int | None = No
 
     ``executor`` goes to :meth:`~runfleet.Experiment.run_evals` (e.g. a
     :class:`~runfleet.engine.RayExecutor`; then ``workers`` must be None)."""
-    console = console or Console()
+    # off a terminal (a log, a pipe) long lines stay whole: the paths in them are commands
+    console = console or Console(soft_wrap=not Console().is_terminal)
     home = Home.resolve(dir)
     corpus, queries, qrels = load_beir(DATA)
     console.print(f"[bold]runfleet demo rag[/]: 6 RAG configs on Cranfield ({len(corpus)} "

@@ -89,7 +89,8 @@ def run_demo(dir: str | os.PathLike[str] | None = None, workers: int | None = No
     """
     from runfleet.demo.tiny import load_model
 
-    console = console or Console()
+    # off a terminal (a log, a pipe) long lines stay whole: the paths in them are commands
+    console = console or Console(soft_wrap=not Console().is_terminal)
     home = Home.resolve(dir)
     console.print(f"[bold]runfleet demo[/]: building a tiny Llama and tokenizer in {home.root}")
     model_path, train, evaluation = prepare(home)
