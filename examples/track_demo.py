@@ -1,7 +1,8 @@
 """A tracked training loop: a tiny torch regression logged with runfleet.
 
-Run it with ``make demo`` (or ``python examples/track_demo.py``). It writes to the default
-home (``RUNFLEET_DIR`` or ``~/.runfleet``) and prints how to read the run back.
+Run it with ``python examples/track_demo.py`` (``make demo`` runs something else: the
+fine-tuning demo, ``runfleet demo``). It writes to the default home (``RUNFLEET_DIR`` or
+``~/.runfleet``) and prints how to read the run back.
 """
 
 from __future__ import annotations

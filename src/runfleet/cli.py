@@ -37,6 +37,20 @@ _CONTROL = {
     "delete": "delete a run: its state leaves memory and disk, it is hidden from listings",
     "clone": "clone a run with config changes, from scratch or warm from its latest state",
 }
+# what the experiment's controller does with each op, for that command's --help
+_CONTROL_DETAIL = {
+    "stop": "The controller stops the run within one training step, between two steps, and "
+    "keeps its latest state so that 'runfleet resume' continues it.",
+    "resume": "The controller schedules the run again from the state kept when it stopped: "
+    "same step, weights and optimizer state, as if it had never stopped. Only a stopped run "
+    "can be resumed.",
+    "delete": "The controller takes the run off its worker (if it is training), drops its "
+    "saved states and hides it from listings and the dashboard; with --purge its metrics, "
+    "media and alerts are deleted too.",
+    "clone": "The controller adds a new run to the experiment: the run's config with the "
+    "--set changes, trained from scratch, or with --warm from the run's latest weights and "
+    "optimizer state. It prints the new run's id.",
+}
 
 
 class CliError(Exception):
@@ -56,8 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--dir", metavar="PATH", default=argparse.SUPPRESS,
                         help=f"runfleet home (default: ${ENV_VAR}, else ~/.runfleet)")
     parser = argparse.ArgumentParser(
-        prog="runfleet", description="Local-first experiment tracking: list, export and "
-        "import runs stored in a runfleet home.",
+        prog="runfleet", description="Local-first experiment tracking and hyper-parallel "
+        "fine-tuning: list, export and import the runs stored in a runfleet home, open its "
+        "dashboard, run a demo experiment, and control the runs of a running experiment "
+        "(stop, resume, delete, clone).",
         epilog="Run 'runfleet COMMAND --help' for the options of a command.")
     parser.add_argument("--dir", metavar="PATH", default=None,
                         help=f"runfleet home (default: ${ENV_VAR}, else ~/.runfleet)")
@@ -304,10 +320,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _add_control(sub: Any, common: argparse.ArgumentParser, name: str, what: str) -> None:
     p = sub.add_parser(
         name, parents=[common], help=what,
-        description=f"{what[0].upper()}{what[1:]}. The request is written to the store as an "
-        "op; the experiment's controller applies it (a stop within one training step) and "
-        "this command waits for the outcome: applied, or rejected with the reason (exit 1). "
-        "With no controller running, the op stays pending until the experiment resumes.")
+        description=f"{what[0].upper()}{what[1:]}. {_CONTROL_DETAIL[name]} The request is "
+        "written to the store as an op for the experiment's controller, and this command "
+        "waits for the outcome: applied, or rejected with the reason (exit 1). With no "
+        "controller running, the op stays pending until the experiment resumes.")
     p.add_argument("run", metavar="RUN", help="run id (or name, with --project)")
     p.add_argument("--project", "-p", help="the run's experiment (default: found by id)")
     p.add_argument("--timeout", type=float, default=None,
@@ -641,17 +657,17 @@ def _cell(value: Any) -> str:
         return f"{value:.6g}"
     if value is None:
         return ""
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return text if len(text) <= 28 else text[:27] + "…"
+    return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
 def _print_runs_table(records: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
+
+    from runfleet.printing import print_table
 
     console = Console(highlight=False)
-    if not console.is_terminal:
-        console.width = max(console.width, 200)
     if not records:
         console.print("no runs")
         return
@@ -670,8 +686,8 @@ def _print_runs_table(records: list[dict[str, Any]]) -> None:
         cells = [r["id"], r["name"], r["project"], str(r["status"]), r["group"] or "", created,
                  last, *(_cell(r["config"].get(k)) for k in config_keys),
                  *(_cell(r["summary"].get(k)) for k in summary_keys)]
-        table.add_row(*(_printable(c) for c in cells))
-    console.print(table)
+        table.add_row(*(Text(_printable(c)) for c in cells))  # values are not markup
+    print_table(table, console)  # whole: folded on a terminal, full width elsewhere
 
 
 def _printable(text: str) -> str:

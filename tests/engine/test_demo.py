@@ -21,18 +21,33 @@ def test_demo_command_trains_four_configs_and_explains_next_steps(home: Path,
     proc = subprocess.run(
         [sys.executable, "-m", "runfleet", "demo", "--dir", str(home), "--max-steps", "8",
          "--num-chunks", "2", "--no-progress", "--trackers", "runfleet,trackio"],
-        env=subprocess_env(RUNFLEET_WORKER_THREADS="1", TRACKIO_DIR=str(trackio_dir)),
+        env=subprocess_env(RUNFLEET_WORKER_THREADS="1", TRACKIO_DIR=str(trackio_dir),
+                           COLUMNS="40"),
         capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "sft-demo results" in proc.stdout
+    # captured output and a narrow COLUMNS: the closing table is whole, its title apart
+    lines = proc.stdout.splitlines()
+    assert "…" not in proc.stdout
+    title = lines.index("sft-demo results")
+    assert lines[title - 1] == "" and lines[title + 1].startswith("┏")
+    header = lines[title + 2]
+    assert all(f" {name} " in header for name in ("run", "LoRA r", "lr", "status",
+                                                  "best chrF", "best BLEU"))
+    results = runfleet.Experiment.attach("sft-demo", dir=home).results()
+    # the compared metric tells the configs apart (ROUGE-L gave all four runs 0.5)
+    assert results["best_eval_chrf"].nunique() >= 2, results["best_eval_chrf"]
+    for _, row in results.iterrows():
+        assert any(line.startswith(f"│ {row['name']} ") and f" {row['best_eval_chrf']:.4g} "
+                   in line and " completed " in line for line in lines), row['name']
     assert "runfleet show --project sft-demo" in proc.stdout
     assert (home / "demo-models" / "tiny-llama" / "config.json").exists()
     runs = runfleet.Api(home).runs("sft-demo")
     assert len(runs) == 4 and {r.status for r in runs} == {"completed"}
     assert sorted({(r.config["peft_config.r"], r.config["training_args.learning_rate"])
                    for r in runs}) == [(4, 5e-4), (4, 2e-3), (16, 5e-4), (16, 2e-3)]
-    assert all({"loss", "eval_loss", "eval_rougeL", "eval_bleu"} <= set(r.history().columns)
-               for r in runs)
+    assert all({"loss", "eval_loss", "eval_rougeL", "eval_bleu", "eval_chrf"}
+               <= set(r.history().columns) for r in runs)
     # --trackers trackio: the same runs and losses in trackio's own database
     db = trackio_dir / "sft-demo.db"
     with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:

@@ -1,4 +1,5 @@
-"""The Starlette application: JSON API, live stream, the built page, and error handling.
+"""The Starlette application: JSON API, live stream, the built page, the API page
+(``/docs``, Swagger UI reading ``/openapi.json``), and error handling.
 
 Example:
     >>> from runfleet.dashboard.app import create_app
@@ -27,12 +28,14 @@ from runfleet.dashboard import jsonio
 from runfleet.dashboard.query import Query
 from runfleet.dashboard.routes import build_endpoints, routes, store_failure
 from runfleet.dashboard.security import SecurityMiddleware, new_token
+from runfleet.dashboard.spec import openapi
+from runfleet.version import __version__
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 NOT_BUILT = """<!doctype html><meta charset="utf-8"><title>runfleet</title>
 <p>The dashboard's front end is not built. From a checkout, run <code>make frontend</code>
 (or <code>npm ci && npm run build</code> in <code>frontend/</code>); the JSON API is at
-<a href="/api/openapi.json">/api/openapi.json</a>.</p>"""
+<a href="/openapi.json">/openapi.json</a>.</p>"""
 
 
 def create_app(home: str | os.PathLike[str] | None = None, *, token: str | None = None,
@@ -61,6 +64,17 @@ def create_app(home: str | os.PathLike[str] | None = None, *, token: str | None 
             return HTMLResponse(NOT_BUILT, status_code=200)
         return FileResponse(page, headers={"Cache-Control": "no-cache"})
 
+    async def docs(request: Request) -> Response:
+        page = static / "docs.html"  # Swagger UI, bundled by the front end's build
+        if not page.is_file():
+            return HTMLResponse(NOT_BUILT, status_code=200)
+        return FileResponse(page, headers={"Cache-Control": "no-cache"})
+
+    async def openapi_document(request: Request) -> Response:
+        # the same document as /api/openapi.json, where tools look for it first; it holds
+        # no data, so like the page it is served without the token
+        return jsonio.json_response(openapi(endpoints, __version__))
+
     async def error(request: Request, exc: Exception) -> Response:
         if isinstance(exc, HTTPException):
             return jsonio.json_response({"error": exc.detail}, status=exc.status_code)
@@ -79,7 +93,8 @@ def create_app(home: str | os.PathLike[str] | None = None, *, token: str | None 
         query.close()
 
     app = Starlette(
-        routes=[*routes(endpoints), Route("/", index),
+        routes=[*routes(endpoints), Route("/", index), Route("/docs", docs),
+                Route("/openapi.json", openapi_document),
                 Mount("/static", StaticFiles(directory=static, check_dir=False))],
         middleware=[Middleware(SecurityMiddleware, token=token,
                                loopback_only=loopback_only)],

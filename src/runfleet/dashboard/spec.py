@@ -217,7 +217,7 @@ def openapi(endpoints: Sequence[Endpoint], version: str) -> dict[str, Any]:
                  "downsampled for charts, media, CSV export, and live updates by "
                  "Server-Sent Events; writes of run notes and tags and of control ops "
                  "(stop, resume, delete, clone) for an experiment's controller. Every write "
-                 "needs the token `runfleet show` prints (Authorization: Bearer <token>); "
+                 "needs the token `runfleet show` prints (`Authorization: Bearer <token>`); "
                  "reads need it too when the dashboard is bound to a non-loopback address. "
                  "Errors are JSON objects {\"error\": message} with a 4xx or 503 status."},
         "paths": paths,

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from runfleet.engine import Experiment, GridSearch, List
 from runfleet.home import Home
+from runfleet.printing import print_table
 from runfleet.rag import Chunker, Embedder, RagConfig, Retriever, load_beir
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from runfleet.engine.executor import Executor
 
 PROJECT = "rag-demo"
+TITLE = "rag-demo results (95% intervals)"
 DATA = Path(__file__).resolve().parent / "data" / "cranfield"
 
 
@@ -58,10 +60,8 @@ def run_demo(dir: str | os.PathLike[str] | None = None, workers: int | None = No
 
     ``executor`` goes to :meth:`~runfleet.Experiment.run_evals` (e.g. a
     :class:`~runfleet.engine.RayExecutor`; then ``workers`` must be None)."""
-    if console is None:
-        console = Console()
-        if not console.is_terminal:  # logs and notebooks: keep the table whole
-            console = Console(width=max(console.width, 160))
+    # off a terminal (a log, a pipe) long lines stay whole: the paths in them are commands
+    console = console or Console(soft_wrap=not Console().is_terminal)
     home = Home.resolve(dir)
     corpus, queries, qrels = load_beir(DATA)
     console.print(f"[bold]runfleet demo rag[/]: 6 RAG configs on Cranfield ({len(corpus)} "
@@ -71,7 +71,7 @@ def run_demo(dir: str | os.PathLike[str] | None = None, workers: int | None = No
                             num_shards=num_shards, seed=0, workers=workers,
                             progress=progress, executor=executor)
     latest = results.tail(6)
-    console.print(comparison_table(latest))
+    print_table(comparison_table(latest), console, title=TITLE)
     stats = exp.stage_stats()
     if not stats.empty:
         embedded = stats[stats["stage"] == "embeddings"]
@@ -90,15 +90,15 @@ def run_demo(dir: str | os.PathLike[str] | None = None, workers: int | None = No
 
 def comparison_table(results: pd.DataFrame) -> Table:
     """One row per config: chunking, retriever, nDCG@10, Recall@10, MRR@10 with their 95%
-    intervals, and the median retrieval latency."""
-    table = Table(title="rag-demo results (95% intervals)", title_justify="left")
+    intervals, and the median retrieval latency (untitled: printed under :data:`TITLE`)."""
+    table = Table()
     columns = [("name", "run"), ("chunker.size", "passage"), ("retriever.kind", "retriever"),
                ("ndcg@10", "nDCG@10"), ("recall@10", "Recall@10"), ("mrr@10", "MRR@10"),
                ("latency_ms/retrieve_p50", "retrieve p50 ms"), ("status", "status")]
     present = [(key, title) for key, title in columns if key in results.columns]
     for _, title in present:
         table.add_column(title, justify="left" if title in ("run", "retriever", "status")
-                         else "right", no_wrap=True)
+                         else "right", overflow="fold")
     for _, row in results.iterrows():
         cells = []
         for key, _ in present:

@@ -9,6 +9,7 @@ task pipe between two steps for control messages (:class:`Inbox`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import sys
@@ -26,6 +27,11 @@ from runfleet.engine.spec import ChunkTask, DropRun, StopTask, WorkerSetup
 def main(argv: list[str] | None = None) -> None:
     """Entry point: parse the pipe descriptors and run :func:`worker_main`."""
     index, device, task_fd, event_fd = (argv or sys.argv[1:])[:4]
+    # what the user's code prints here goes out line by line (block-buffered into a pipe it
+    # would come late, out of order with the progress lines, or never if we are killed)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     tasks = Connection(int(task_fd), writable=False)
     events = Connection(int(event_fd), readable=False)
     try:

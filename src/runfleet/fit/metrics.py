@@ -60,6 +60,27 @@ def bleu(predictions: Sequence[str], references: Sequence[str]) -> dict[str, flo
     return {"bleu": float(score.score)}
 
 
+def chrf(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+    """Corpus chrF (``sacrebleu``: F-score of character n-grams, one reference per
+    prediction), in [0, 100].
+
+    Unlike word-level metrics it gives partial credit to a short answer that is nearly right
+    (``"regti"`` for ``"regit"``), so it still tells models apart when every answer is one
+    word. Case matters (``"tiger"`` is not ``"TIGER"``).
+
+    Example:
+        >>> chrf(["elppa"], ["elppa"])
+        {'chrf': 100.0}
+    """
+    from sacrebleu import CHRF
+
+    _check_lengths(predictions, references)
+    if not predictions:
+        return {"chrf": 0.0}
+    score = CHRF().corpus_score(list(predictions), [list(references)])
+    return {"chrf": float(score.score)}
+
+
 def rouge_l_and_bleu(predictions: Sequence[str], references: Sequence[str]
                      ) -> dict[str, float]:
     """Both :func:`rouge_l` and :func:`bleu` in one dict.

@@ -231,10 +231,12 @@ class Run:
             raise ValueError(f"alert level must be one of {ALERT_LEVELS}, got {level!r}")
         title = check_text("alert title", str(title))
         text = check_text("alert text", str(text))
-        self._writer.alert(AlertRow(self._rid, title, text, lvl,
-                                    self._step, time.time()))
+        self._record_alert(title, text, lvl)
         py_level = {"info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}[lvl]
         logger.log(py_level, "alert on run %s: %s: %s", self.name, title, text)
+
+    def _record_alert(self, title: str, text: str, lvl: str) -> None:
+        self._writer.alert(AlertRow(self._rid, title, text, lvl, self._step, time.time()))
 
     def finish(self, exit_code: int | None = None, quiet: bool | None = None,
                status: str | None = None) -> None:
@@ -301,7 +303,13 @@ class Run:
         """Record a failure (as an error alert with ``message``) and finish as failed."""
         if self._finished:
             return
-        self.alert("run failed", escape_surrogates(message), "error")
+        # the whole message (a traceback) is stored; the log gets its last line only, since
+        # Python prints the traceback of an uncaught exception itself (once is enough)
+        text = escape_surrogates(message)
+        self._record_alert("run failed", text, "error")
+        last = next((line for line in reversed(text.strip().splitlines()) if line.strip()), "")
+        logger.error("run %s failed: %s (the traceback is stored as the run's alert)",
+                     self.name, last.strip())
         self.finish(status=RunStatus.FAILED)
 
     def __enter__(self) -> Run:
