@@ -44,9 +44,9 @@ _CONTROL_DETAIL = {
     "resume": "The controller schedules the run again from the state kept when it stopped: "
     "same step, weights and optimizer state, as if it had never stopped. Only a stopped run "
     "can be resumed.",
-    "delete": "The controller takes the run off its worker (if it is training), drops its "
-    "saved states and hides it from listings and the dashboard; with --purge its metrics, "
-    "media and alerts are deleted too.",
+    "delete": "For a run of an experiment, the controller takes the run off its worker (if "
+    "it is training), drops its saved states and hides it from listings and the dashboard; "
+    "with --purge its metrics, media and alerts are deleted too.",
     "clone": "The controller adds a new run to the experiment: the run's config with the "
     "--set changes, trained from scratch, or with --warm from the run's latest weights and "
     "optimizer state. It prints the new run's id.",
