@@ -47,7 +47,9 @@ would: langchain-text-splitters' ``RecursiveCharacterTextSplitter.from_huggingfa
 sentence-transformers' ``encode``, numpy for exact search, bm25s (``tokenize``, ``BM25``,
 ``get_scores``), a few lines of reciprocal-rank fusion, and pytrec_eval for the metrics;
 they load each model once. So that the comparison is apples to apples, every side must
-get the same nDCG@10 for every config (to 1e-9); the script fails otherwise.
+get the same nDCG@10 for every config (to 1e-9), except the plain loop's rescored configs
+(to 1e-3: it embeds each query's passages in a batch of their own, so a near-tie may swap);
+the script fails otherwise.
 """
 
 from __future__ import annotations
@@ -87,6 +89,11 @@ SIDES = ("runfleet", "hand", "plain")
 TARGET_PLAIN = 0.35
 TARGET_HAND = 1.1
 TARGET_DENSE = 1.2
+EXACT = 1e-9  # runfleet and the best script compute every score the same way
+# The plain loop rescores each query's passages in a batch of their own, so its cosines
+# differ from whole-chunking vectors in the last float digits, and a near-tie can swap two
+# passages: its rescored configs agree to this, the rest exactly.
+RESCORED = 1e-3
 
 
 # -- data and configs (every side) -----------------------------------------------------------
@@ -592,14 +599,20 @@ def report(args: argparse.Namespace, res: dict[str, Any]) -> tuple[list[dict[str
     agreed = True
     names = [label(*c) for c in grid()]
     sides = [s for s in SIDES if s in res]
-    print("\nnDCG@10 per config (every side must agree to 1e-9):")
+    print(f"\nnDCG@10 per config (every side must agree to {EXACT:g}; the plain loop's "
+          f"rescored configs to {RESCORED:g}):")
     print("  " + f"{'config':<22}" + "".join(f"{s:>12}" for s in sides))
     for name in names:
         values = [res[s]["ndcg@10"][name] for s in sides]
-        same = max(values) - min(values) <= 1e-9
+        exact = [res[s]["ndcg@10"][name] for s in sides if s != "plain"]
+        rescored = name.endswith("/rescore")
+        tolerance = RESCORED if rescored else EXACT
+        same = max(values) - min(values) <= tolerance and (
+            not exact or max(exact) - min(exact) <= EXACT)
         agreed &= same
-        print(f"  {name:<22}" + "".join(f"{v:>12.6f}" for v in values)
-              + ("" if same else "   MISMATCH"))
+        note = "" if max(values) - min(values) <= EXACT else \
+            ("   (plain: float-level near-tie)" if same else "   MISMATCH")
+        print(f"  {name:<22}" + "".join(f"{v:>12.6f}" for v in values) + note)
     print(f"  metrics agree: {agreed}")
 
     if rf is not None:
