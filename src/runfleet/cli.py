@@ -449,6 +449,7 @@ def _find_run(home: Home, run_id: str, project: str | None) -> tuple[str, str]:
 
 def _delete_tracked(home: Home, project: str, run_id: str, purge: bool) -> int:
     from runfleet.api import Api
+    from runfleet.artifacts import purge_unreferenced
     from runfleet.tracking.deletion import DeleteRefusedError, default_purge_hooks, purge_run
 
     with Api(home.root) as api:
@@ -460,6 +461,7 @@ def _delete_tracked(home: Home, project: str, run_id: str, purge: bool) -> int:
         if purge:
             record = api.store.get_run(run.rid)
             purge_run(api.store, api.home, record, default_purge_hooks())
+            purge_unreferenced(api.store, api.home)  # artefacts only this run had
             print(f"deleted and purged run {run_id} ({run.name}) of project {project!r}")
             return EXIT_OK
     print(f"deleted run {run_id} ({run.name}) of project {project!r}: hidden from listings; "

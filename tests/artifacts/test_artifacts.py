@@ -242,3 +242,43 @@ def test_new_file_and_wandb_keywords(home: Path, tmp_path: Path) -> None:
         assert not staging.exists()  # stored: the private staging copies are gone
         got = run.use_artifact("model-abc:final_model")
         assert Path(got.file("pytorch_model.bin")).read_bytes() == b"\x00\x01"
+
+
+def test_a_project_name_never_moves_the_download_folder_out_of_the_home(
+        home: Path, tmp_path: Path) -> None:
+    """Project names are free text: the default download folder is built from cleaned
+    names, inside ``<home>/artifacts/files``, and two names that clean alike stay apart."""
+    src = tmp_path / "w.bin"
+    src.write_bytes(b"weights")
+    folders = []
+    for project in ("../../../escaped", "/abs/olute", "..", "a_b", "a/b"):
+        with runfleet.init(project=project, dir=home) as run:
+            run.log_artifact(src, name="m", type="model")  # names are checked; projects not
+            folders.append(Path(run.use_artifact("m:latest").download()).resolve())
+    root = (home / "artifacts" / "files").resolve()
+    assert all(f.is_relative_to(root) for f in folders), folders
+    assert len(set(folders)) == len(folders)
+    assert all((f / "w.bin").read_bytes() == b"weights" for f in folders)
+    assert not (tmp_path / "escaped").exists() and not Path("/abs").exists()
+
+
+def test_gc_never_follows_links_planted_in_the_object_folder(home: Path,
+                                                             tmp_path: Path) -> None:
+    """In a shared home another member could plant a link among the objects: a purge of
+    unreferenced objects lists real object files only."""
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / ("ab" + "0" * 62)).write_text("keep")
+    (precious / "notes.txt").write_text("keep")
+    with runfleet.init(project="p", dir=home) as run:
+        src = tmp_path / "f.bin"
+        src.write_bytes(b"x")
+        run.log_artifact(src, name="m", type="data")
+    objects = ObjectStore(Home.resolve(home))
+    (objects.root / "ab").symlink_to(precious)
+    (objects.root / "cd").mkdir()
+    (objects.root / "cd" / ("cd" + "1" * 62)).symlink_to(precious / "notes.txt")
+    listed = list(objects.all())
+    assert len(listed) == 1 and not any(p.is_symlink() for p in listed)
+    assert objects.remove_unreferenced(set(), grace_s=-1) == (1, 1)
+    assert sorted(p.name for p in precious.iterdir()) == ["ab" + "0" * 62, "notes.txt"]

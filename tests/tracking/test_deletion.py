@@ -151,3 +151,25 @@ def test_a_deleted_run_is_not_resumed_until_restored(home: Path) -> None:
     homes.close_all()
     with Api(home) as api:
         assert api.run("p", run_id).history()["loss"].tolist() == [1.0, 0.5, 1 / 3, 0.1]
+
+
+def test_purge_never_follows_a_symlink_planted_for_a_media_file(home: Path,
+                                                                tmp_path: Path) -> None:
+    """A media row whose file was replaced by a link (to another run's file, or anywhere):
+    the link goes at most, never what it points to."""
+    run_id = _make_run(home, "r")
+    other = home / "media" / "p" / "other-run" / "kept.png"
+    other.parent.mkdir(parents=True)
+    other.write_bytes(b"another run's image")
+    planted = home / "media" / "p" / run_id / "img.png"
+    planted.parent.mkdir(parents=True, exist_ok=True)
+    planted.symlink_to(other)
+    with Api(home) as api:
+        record = api.store.find_run("p", id=run_id)
+        assert record is not None
+        from runfleet.store.base import MediaRow, WriteBatch
+
+        api.store.write(WriteBatch(media=[MediaRow(record.rid, "x", 0, "image",
+                                                   os.path.relpath(planted, home), {}, 1.0)]))
+        purge_run(api.store, api.home, record)
+    assert other.read_bytes() == b"another run's image"

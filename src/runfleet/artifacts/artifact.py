@@ -23,7 +23,13 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from runfleet.artifacts.objects import ObjectStore, artifacts_dir, copy_atomic, make_dirs
+from runfleet.artifacts.objects import (
+    ObjectStore,
+    artifacts_dir,
+    copy_atomic,
+    make_dirs,
+    path_component,
+)
 from runfleet.errors import ArtifactNotFoundError
 from runfleet.home import Home
 from runfleet.store.base import ArtifactFile, ArtifactLink, ArtifactRecord, Store, StoreBusyError
@@ -221,8 +227,8 @@ class Artifact:
         record, home = self._require_logged("download")
         objects = ObjectStore(home)
         if root is None:
-            dest_root = artifacts_dir(home) / "files" / record.project / record.name / \
-                f"v{record.version}"
+            dest_root = artifacts_dir(home) / "files" / path_component(record.project) / \
+                path_component(record.name) / f"v{record.version}"
             home.ensure()
             make_dirs(dest_root, home.root)
         else:

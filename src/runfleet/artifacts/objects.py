@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import stat
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,6 +21,35 @@ from pathlib import Path
 from runfleet.home import PRIVATE_FILE_MODE, Home, make_home_dir, shared_home
 
 CHUNK = 1 << 20
+
+
+_OBJECT_DIR = re.compile(r"[0-9a-f]{2}")
+_OBJECT_NAME = re.compile(r"[0-9a-f]{64}")
+
+
+def _real_dir(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)  # a symlink to a folder is not one
+    except OSError:
+        return False
+
+
+def _regular_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def path_component(text: str) -> str:
+    """``text`` as one folder name that cannot climb out of its parent (project and
+    artefact names are free text): unsafe characters become ``_``, and a short hash of the
+    original keeps two names that clean to the same text apart."""
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:80]
+    if cleaned == text and cleaned not in ("", ".", ".."):
+        return cleaned
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{cleaned.strip('.') or '_'}-{digest}"
 
 
 def artifacts_dir(home: Home) -> Path:
@@ -110,14 +141,18 @@ class ObjectStore:
         return sha, size
 
     def all(self) -> Iterator[Path]:
-        """Every stored object file (temporary files excluded)."""
-        if not self.root.is_dir():
+        """Every stored object file: regular files named by their sha256 in the folder of
+        its first two digits. Anything else (temporary files, symlinks, folders planted by
+        another member of a shared home) is never listed, so never deleted."""
+        if not _real_dir(self.root):
             return
         for sub in sorted(self.root.iterdir()):
-            if sub.is_dir():
-                for f in sorted(sub.iterdir()):
-                    if not f.name.startswith("."):
-                        yield f
+            if not (_OBJECT_DIR.fullmatch(sub.name) and _real_dir(sub)):
+                continue
+            for f in sorted(sub.iterdir()):
+                if _OBJECT_NAME.fullmatch(f.name) and f.name[:2] == sub.name and \
+                        _regular_file(f):
+                    yield f
 
     def remove_unreferenced(self, referenced: set[str], grace_s: float) -> tuple[int, int]:
         """Delete objects whose sha256 is not in ``referenced`` and that were not written

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -173,11 +174,15 @@ def purge_run(store: Store, home: Home, record: RunRecord,
     media_root = home.media_dir.resolve()
     folders: set[Path] = set()
     for row in store.media(record.rid):
-        path = (home.root / row.path).resolve()
+        given = home.root / row.path
+        path = given.parent.resolve() / given.name  # the file itself is never followed
         if not path.is_relative_to(media_root) or path == media_root:
-            continue
+            continue  # outside the media folder: not ours
         try:
-            size = path.stat().st_size
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode):
+                continue  # a symlink (or anything but a file) planted in its place
+            size = st.st_size
             path.unlink()
         except FileNotFoundError:
             continue
@@ -217,7 +222,7 @@ def gc(store: Store, home: Home, project: str | None = None, dry_run: bool = Fal
                         report.bytes += path.stat().st_size
             else:
                 purge_run(store, home, record, hooks, report)
-    if report.runs and not dry_run:
+    if not dry_run:
         # artefacts: versions that only the purged runs logged or used, then the files no
         # remaining version lists (after the runs, whose purge marks their lineage links)
         freed = purge_unreferenced(store, home)
