@@ -171,7 +171,7 @@ def test_disabled_mode_writes_nothing(home: Path) -> None:
     assert not (home / "runfleet.db").exists()
 
 
-def test_bad_inputs_raise_clear_errors(home: Path) -> None:
+def test_bad_inputs_raise_clear_errors(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     runfleet.init(project="p", dir=home)
     with pytest.raises(TypeError, match="dict"):
         runfleet.log(5)  # type: ignore[arg-type]
@@ -179,8 +179,11 @@ def test_bad_inputs_raise_clear_errors(home: Path) -> None:
         runfleet.log({1: 2})  # type: ignore[dict-item]
     with pytest.raises(TypeError, match=r"'x'.*object"):
         runfleet.log({"x": object()})
-    with pytest.raises(TypeError, match=r"'v'.*Histogram"):
-        runfleet.log({"v": np.arange(3)})  # a list is stored as JSON text (test_wandb_names)
+    runfleet.log({"v": np.arange(3)})  # an array is stored as JSON text, like a list
+    with monkeypatch.context() as strict:
+        strict.setenv("RUNFLEET_STRICT", "1")
+        with pytest.raises(TypeError, match=r"'v'.*Histogram.*RUNFLEET_STRICT"):
+            runfleet.log({"v": np.arange(3)})
     with pytest.raises(TypeError, match="step must be an int"):
         runfleet.log({"x": 1}, step="3")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="unexpected keyword"):
@@ -191,7 +194,9 @@ def test_bad_inputs_raise_clear_errors(home: Path) -> None:
     run = runfleet.run
     assert run is not None
     runfleet.finish()
-    assert stored(home, "p", run.id).history()["x"].tolist() == [1.5]
+    history = stored(home, "p", run.id).history()
+    assert history["x"].dropna().tolist() == [1.5] and history["v"].dropna().tolist() == [
+        "[0, 1, 2]"]
 
 
 def test_log_without_init_is_a_clear_error() -> None:

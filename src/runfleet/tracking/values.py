@@ -68,10 +68,18 @@ def normalize_value(key: str, value: Any) -> Any:
             if isinstance(scalar, complex):
                 raise TypeError(f"cannot log {key!r}: complex values are not supported")
         else:
-            raise TypeError(
-                f"cannot log {key!r}: an array of {n} values is not a scalar; log one "
-                f"number per key, or wrap it in runfleet.Histogram(...)"
-            )
+            # an array (numpy, torch) of several values: JSON text like a list, as wandb
+            # keeps it, unless strict mode asks for scalars only
+            tolist = getattr(value.detach().cpu() if hasattr(value, "detach") else value,
+                             "tolist", None)
+            if strict_mode() or not callable(tolist):
+                raise TypeError(
+                    f"cannot log {key!r}: an array of {n} values is not a scalar; log one "
+                    f"number per key, or wrap it in runfleet.Histogram(...)"
+                    + (" (RUNFLEET_STRICT is set; without it the array is stored as JSON "
+                       "text)" if strict_mode() else ""))
+            items = tolist()
+            return sequence_to_json(key, items if isinstance(items, list) else [items])
     raise TypeError(
         f"cannot log {key!r}: values of type {type(value).__name__} are not supported "
         f"(use a number, bool, str, a numpy/torch scalar, or runfleet.Image/Table/Histogram)"
