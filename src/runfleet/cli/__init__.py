@@ -24,43 +24,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from runfleet.cli.artifacts import add_artifacts
+from runfleet.cli.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    check_project,
+    fail,
+    open_home,
+    printable,
+)
+from runfleet.cli.control import CONTROL, add_control, add_restore_and_gc
 from runfleet.errors import RunfleetError, RunNotFoundError
 from runfleet.filters import FilterError, parse_filters
 from runfleet.home import ENV_VAR, Home
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 NON_FINITE_NOTE = ("NaN and infinite numbers, which JSON cannot hold, are written as the "
                    "strings \"NaN\", \"Infinity\" and \"-Infinity\".")
-_CONTROL = {
-    "stop": "stop a running run of an experiment (its state is kept; resume it later)",
-    "resume": "resume a stopped run exactly where it stopped",
-    "delete": "delete a run: its state leaves memory and disk, it is hidden from listings",
-    "clone": "clone a run with config changes, from scratch or warm from its latest state",
-}
-# what the experiment's controller does with each op, for that command's --help
-_CONTROL_DETAIL = {
-    "stop": "The controller stops the run within one training step, between two steps, and "
-    "keeps its latest state so that 'runfleet resume' continues it.",
-    "resume": "The controller schedules the run again from the state kept when it stopped: "
-    "same step, weights and optimizer state, as if it had never stopped. Only a stopped run "
-    "can be resumed.",
-    "delete": "For a run of an experiment, the controller takes the run off its worker (if "
-    "it is training), drops its saved states and hides it from listings and the dashboard; "
-    "with --purge its metrics, media and alerts are deleted too.",
-    "clone": "The controller adds a new run to the experiment: the run's config with the "
-    "--set changes, trained from scratch, or with --warm from the run's latest weights and "
-    "optimizer state. It prints the new run's id.",
-}
-
-
-class CliError(Exception):
-    """A user-facing error: printed as one line, then the process exits with ``code``."""
-
-    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
-        super().__init__(message)
-        self.code = code
-
-
 # -- parser ----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``runfleet`` command."""
@@ -84,10 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_import(sub, common)
     _add_show(sub, common)
     _add_demo(sub, common)
-    _add_artifacts(sub, common)
-    for name, what in _CONTROL.items():
-        _add_control(sub, common, name, what)
-    _add_restore_and_gc(sub, common)
+    add_artifacts(sub, common)
+    for name, what in CONTROL.items():
+        add_control(sub, common, name, what)
+    add_restore_and_gc(sub, common)
     return parser
 
 
@@ -317,203 +298,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK if (results["status"] == "completed").all() else EXIT_FAILURE
 
 
-def _add_control(sub: Any, common: argparse.ArgumentParser, name: str, what: str) -> None:
-    p = sub.add_parser(
-        name, parents=[common], help=what,
-        description=f"{what[0].upper()}{what[1:]}. {_CONTROL_DETAIL[name]} The request is "
-        "written to the store as an op for the experiment's controller, and this command "
-        "waits for the outcome: applied, or rejected with the reason (exit 1). With no "
-        "controller running, the op stays pending until the experiment resumes.")
-    p.add_argument("run", metavar="RUN", help="run id (or name, with --project)")
-    p.add_argument("--project", "-p", help="the run's experiment (default: found by id)")
-    p.add_argument("--timeout", type=float, default=None,
-                   help="seconds to wait at most for the controller to apply it (default: "
-                        "as long as the controller runs)")
-    if name == "delete":
-        p.add_argument("--purge", action="store_true",
-                       help="also delete the run's tracking data (metrics, media, alerts)")
-        p.epilog = ("A run that belongs to no experiment (made by runfleet.init, or "
-                    "imported) is deleted at once, softly: hidden from listings ('runfleet "
-                    "runs', Api().runs, the dashboard), kept on disk and recoverable with "
-                    "'runfleet restore RUN' until 'runfleet gc' purges it (with --purge: "
-                    "purged at once). A run whose process still runs is refused: finish or "
-                    "stop it first.")
-    if name == "clone":
-        p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
-                       help="config change, e.g. training_args.learning_rate=2e-4 (values "
-                       "are read as JSON when they parse, else as text); repeatable")
-        p.add_argument("--warm", action="store_true",
-                       help="start from the parent's latest weights and optimizer state")
-        p.add_argument("--name", help="the clone's name (default: <parent>.c<n>)")
-    p.set_defaults(func=lambda args: _cmd_control(name, args))
-
-
-def _cmd_control(kind: str, args: argparse.Namespace) -> int:
-    from runfleet.api import Api
-    from runfleet.engine.experiment import Experiment
-    from runfleet.engine.ops import request_op, wait_op
-
-    home = _home(args, must_exist=True)
-    with Api(home.root) as api:
-        projects = [args.project] if args.project else list(api.projects())
-        if args.project:
-            _check_project(list(api.projects()), args.project, home)
-        matches = [r for p in projects for r in api.runs(p, include_deleted=True)
-                   if r.id == args.run or (args.project and r.name == args.run)]
-    if not matches:
-        raise CliError(f"no run {args.run!r} in {home.root}"
-                       + (f" (project {args.project!r})" if args.project else ""))
-    if len(matches) > 1:
-        raise CliError(f"{args.run!r} names {len(matches)} runs; pass the run id")
-    run = matches[0]
-    if not home.is_experiment(run.project):  # a plain tracked run: no controller to ask
-        if kind == "delete":
-            return _delete_tracked(home, run.project, run.id, bool(args.purge))
-        raise CliError(f"run {run.id} of project {run.project!r} belongs to no experiment: "
-                       f"{kind} applies to the runs of a runfleet.Experiment (run_fit)")
-    op_args: dict[str, Any] = {}
-    if kind == "delete":
-        op_args["purge"] = bool(args.purge)
-    if kind == "clone":
-        op_args = {"changes": _parse_sets(args.set), "warm_start": bool(args.warm)}
-        if args.name:
-            op_args["name"] = args.name
-    try:
-        op = request_op(home, run.project, kind, run.id, op_args, source="cli")
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
-    exp = Experiment(run.project, dir=home.root)
-    if not exp.controller_alive():
-        print(f"op {op.id}: {kind} {run.id} is pending: no controller is running experiment "
-              f"{run.project!r}; it applies when the experiment resumes "
-              f"(run_fit(..., resume=True) or Experiment.attach(...).resume_all())")
-        return EXIT_OK
-    op = wait_op(home, op.id, args.timeout, while_alive=exp.controller_alive)
-    if op.status == "applied":
-        extra = f" -> new run {op.result['run_id']} ({op.result.get('name')})" \
-            if kind == "clone" else ""
-        print(f"op {op.id}: {kind} {run.id} applied{extra}")
-        return EXIT_OK
-    if op.status == "rejected":
-        print(f"runfleet: error: op {op.id}: {kind} {run.id} rejected: {op.reason}",
-              file=sys.stderr)
-        return EXIT_FAILURE
-    why = (f"after {args.timeout:g} s" if exp.controller_alive() else
-           "and the controller has stopped; it applies when the experiment resumes")
-    print(f"op {op.id}: {kind} {run.id} still pending {why}", file=sys.stderr)
-    return EXIT_FAILURE
-
-
-def _add_restore_and_gc(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
-        "restore", parents=[common], help="bring back a run deleted with 'runfleet delete'",
-        description="Restore a deleted run: it gets back the status it had before 'runfleet "
-        "delete' and shows in listings again. Possible until 'runfleet gc' purges it. Runs "
-        "deleted by an experiment's controller lost their checkpoints and cannot be "
-        "restored.")
-    p.add_argument("run", metavar="RUN", help="run id (or name, with --project)")
-    p.add_argument("--project", "-p", help="the run's project (default: found by id)")
-    p.set_defaults(func=_cmd_restore)
-    g = sub.add_parser(
-        "gc", parents=[common], help="purge deleted runs for good: rows, metrics, media",
-        description="Purge every deleted run of the home (or of --project): its metrics, "
-        "media rows, alerts and run row leave the database and its media files leave the "
-        "home's media folder. Purged runs cannot be restored. Runs that are not deleted are "
-        "never touched.")
-    g.add_argument("--project", "-p", help="only this project (default: every project)")
-    g.add_argument("--dry-run", action="store_true",
-                   help="list what would be purged, purge nothing")
-    g.set_defaults(func=_cmd_gc)
-
-
-def _find_run(home: Home, run_id: str, project: str | None) -> tuple[str, str]:
-    """``(project, id)`` of the run ``run_id`` (an id, or a name with ``project``), deleted
-    runs included; a usage error if there is none or more than one."""
-    from runfleet.api import Api
-
-    with Api(home.root) as api:
-        names = [str(p) for p in api.projects()]
-        if project is not None:
-            _check_project(names, project, home)
-            names = [project]
-        found = [(r.project, r.id) for p in names for r in api.runs(p, include_deleted=True)
-                 if r.id == run_id or (project is not None and r.name == run_id)]
-    if not found:
-        raise CliError(f"no run {run_id!r} in {home.root}"
-                       + (f" (project {project!r})" if project else ""))
-    if len(found) > 1:
-        raise CliError(f"{run_id!r} names {len(found)} runs; pass the run id"
-                       + ("" if project else " and --project"))
-    return found[0]
-
-
-def _delete_tracked(home: Home, project: str, run_id: str, purge: bool) -> int:
-    from runfleet.api import Api
-    from runfleet.artifacts import purge_unreferenced
-    from runfleet.tracking.deletion import DeleteRefusedError, default_purge_hooks, purge_run
-
-    with Api(home.root) as api:
-        run = api.run(project, run_id)
-        try:
-            run.delete()
-        except DeleteRefusedError as exc:
-            raise CliError(str(exc), EXIT_FAILURE) from None
-        if purge:
-            record = api.store.get_run(run.rid)
-            purge_run(api.store, api.home, record, default_purge_hooks())
-            purge_unreferenced(api.store, api.home)  # artefacts only this run had
-            print(f"deleted and purged run {run_id} ({run.name}) of project {project!r}")
-            return EXIT_OK
-    print(f"deleted run {run_id} ({run.name}) of project {project!r}: hidden from listings; "
-          f"'runfleet restore {run_id} -p {project}' brings it back until 'runfleet gc' "
-          f"purges it")
-    return EXIT_OK
-
-
-def _cmd_restore(args: argparse.Namespace) -> int:
-    from runfleet.api import Api
-    from runfleet.tracking.deletion import DeleteRefusedError
-
-    home = _home(args, must_exist=True)
-    project, run_id = _find_run(home, args.run, args.project)
-    with Api(home.root) as api:
-        try:
-            run = api.run(project, run_id).restore()
-        except DeleteRefusedError as exc:
-            raise CliError(str(exc), EXIT_FAILURE) from None
-        print(f"restored run {run_id} ({run.name}) of project {project!r}: {run.status}")
-    return EXIT_OK
-
-
-def _cmd_gc(args: argparse.Namespace) -> int:
-    from runfleet.api import Api
-    from runfleet.tracking.deletion import gc
-
-    home = _home(args, must_exist=True)
-    with Api(home.root) as api:
-        if args.project is not None:
-            _check_project([str(p) for p in api.projects()], args.project, home)
-        report = gc(api.store, api.home, project=args.project, dry_run=args.dry_run)
-    for r in report.runs:
-        print(f"{'would purge' if args.dry_run else 'purged'} {r.project}/{r.id} ({r.name})")
-    print(report.describe(args.dry_run))
-    return EXIT_OK
-
-
-def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
-    changes: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise CliError(f"--set needs KEY=VALUE, got {item!r}")
-        try:
-            value: Any = json.loads(text)
-        except ValueError:
-            value = text
-        changes[key.strip()] = value
-    return changes
-
-
 # -- entry point -----------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``runfleet`` command with ``argv`` (default: ``sys.argv[1:]``); return the
@@ -529,23 +313,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except CliError as exc:
-        return _fail(str(exc), exc.code)
+        return fail(str(exc), exc.code)
     except RunNotFoundError as exc:
-        return _fail(str(exc), EXIT_USAGE)
+        return fail(str(exc), EXIT_USAGE)
     except RunfleetError as exc:
         from runfleet.importers import ImportArgumentError, SourceNotFoundError
 
         usage = isinstance(exc, (ImportArgumentError, SourceNotFoundError))
-        return _fail(str(exc), EXIT_USAGE if usage else EXIT_FAILURE)
+        return fail(str(exc), EXIT_USAGE if usage else EXIT_FAILURE)
     except (sqlite3.DatabaseError, zlib.error) as exc:  # a damaged file, found while reading
-        return _fail(database_error_message(Home.resolve(getattr(args, "dir", None)).db_path,
+        return fail(database_error_message(Home.resolve(getattr(args, "dir", None)).db_path,
                                             exc), EXIT_FAILURE)
     except BrokenPipeError:  # e.g. `runfleet export ... | head`
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_FAILURE
     except OSError as exc:
-        return _fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc),
+        return fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc),
                      EXIT_FAILURE)
     except KeyboardInterrupt:
         return 130
@@ -568,11 +352,6 @@ def database_error_message(db_path: Path, exc: BaseException) -> str:
             f"it locked, try again when it is done)")
 
 
-def _fail(message: str, code: int) -> int:
-    print(f"runfleet: error: {message}", file=sys.stderr)
-    return code
-
-
 def _missing_subcommand(parser: argparse.ArgumentParser) -> int:
     parser.print_help(sys.stderr)
     return EXIT_USAGE
@@ -590,26 +369,11 @@ def _cmd_show(args: argparse.Namespace) -> int:
                  no_token=args.no_token)
 
 
-# -- helpers ---------------------------------------------------------------------------------
-def _home(args: argparse.Namespace, must_exist: bool) -> Home:
-    home = Home.resolve(args.dir)
-    if must_exist and not home.db_path.exists():
-        raise CliError(f"no runfleet database at {home.db_path}: nothing was logged to this "
-                       f"home (choose one with --dir or ${ENV_VAR})")
-    return home
-
-
-def _check_project(projects: list[str], project: str, home: Home) -> None:
-    if project not in projects:
-        raise CliError(f"unknown project {project!r} in {home.root}; known projects: "
-                       f"{', '.join(projects) or 'none'}")
-
-
 # -- runs ------------------------------------------------------------------------------------
 def _cmd_runs(args: argparse.Namespace) -> int:
     from runfleet.api import Api
 
-    home = _home(args, must_exist=True)
+    home = open_home(args, must_exist=True)
     try:
         filters = parse_filters(args.filter)
     except FilterError as exc:
@@ -619,7 +383,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     with Api(dir=home.root) as api:
         names = [str(p) for p in api.projects()]
         if args.project is not None:
-            _check_project(names, args.project, home)
+            check_project(names, args.project, home)
             names = [args.project]
         try:
             runs = [r for name in names for r in api.runs(name, filters=filters,
@@ -688,14 +452,8 @@ def _print_runs_table(records: list[dict[str, Any]]) -> None:
         cells = [r["id"], r["name"], r["project"], str(r["status"]), r["group"] or "", created,
                  last, *(_cell(r["config"].get(k)) for k in config_keys),
                  *(_cell(r["summary"].get(k)) for k in summary_keys)]
-        table.add_row(*(Text(_printable(c)) for c in cells))  # values are not markup
+        table.add_row(*(Text(printable(c)) for c in cells))  # values are not markup
     print_table(table, console)  # whole: folded on a terminal, full width elsewhere
-
-
-def _printable(text: str) -> str:
-    """``text`` with anything UTF-8 cannot encode (a lone surrogate stored by an older
-    version or an importer) escaped, so one odd value never breaks the listing."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 # -- export ----------------------------------------------------------------------------------
@@ -703,7 +461,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from runfleet.api import Api
     from runfleet.export import ExportError, export_project, infer_format
 
-    home = _home(args, must_exist=True)
+    home = open_home(args, must_exist=True)
     fmt = infer_format(args.output, args.fmt)
     if fmt == "parquet" and args.output == "-":
         raise CliError("parquet export needs a file: add -o PATH")
@@ -711,7 +469,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         raise CliError(f"cannot write {args.output}: folder {Path(args.output).parent} "
                        f"does not exist")
     with Api(dir=home.root) as api:
-        _check_project([str(p) for p in api.projects()], args.project, home)
+        check_project([str(p) for p in api.projects()], args.project, home)
         try:
             rows = export_project(api, args.project, runs=args.runs, fmt=fmt,
                                   path=args.output, wide=args.wide, keys=args.keys,
@@ -778,7 +536,7 @@ def _run_import(args: argparse.Namespace, do_import: Any) -> int:
     from runfleet.importers import ImportResult
     from runfleet.tracking.homes import open_store
 
-    store = open_store(_home(args, must_exist=False))
+    store = open_store(open_home(args, must_exist=False))
     try:
         outcome = do_import(store)
     finally:
@@ -793,133 +551,3 @@ def _run_import(args: argparse.Namespace, do_import: Any) -> int:
     for error in errors:
         print(f"runfleet: error: {error}", file=sys.stderr)
     return EXIT_FAILURE if errors else EXIT_OK
-
-
-# -- artifacts -------------------------------------------------------------------------------
-def _add_artifacts(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
-        "artifacts", parents=[common], help="list artefact versions, or show one",
-        description="List artefact versions: project, name, version, aliases, type, size, "
-        "number of files, the run that logged it and the runs that used it. "
-        "'runfleet artifacts show NAME[:VERSION|:ALIAS]' shows one version's files, "
-        "metadata and lineage (PROJECT/NAME:VERSION for another project).",
-        epilog="JSON output is a list of objects with the keys project, name, version, "
-        "aliases, type, size, files (path, sha256, size), description, metadata, created, "
-        "logged_by and used_by (run paths PROJECT/ID).")
-    p.add_argument("target", nargs="*", metavar="PROJECT | show NAME[:VER]",
-                   help="only this project's artefacts; or 'show' and a version to show")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.set_defaults(func=_cmd_artifacts)
-
-
-def _cmd_artifacts(args: argparse.Namespace) -> int:
-    from runfleet.api import Api
-    from runfleet.artifacts import parse_ref
-
-    home = _home(args, must_exist=True)
-    show = bool(args.target) and args.target[0] == "show"
-    if show and len(args.target) != 2:
-        raise CliError("usage: runfleet artifacts show NAME[:VERSION] (or PROJECT/NAME:VER)")
-    if not show and len(args.target) > 1:
-        raise CliError(f"runfleet artifacts takes at most one PROJECT, got {args.target}")
-    with Api(dir=home.root) as api:
-        store = api.store
-        if show:
-            ref = args.target[1]
-            project = ref.partition(":")[0].rpartition("/")[0]
-            if not project:
-                names = sorted({v.project for v in store.artifact_versions()
-                                if v.name == ref.partition(":")[0]})
-                if len(names) != 1:
-                    raise CliError(f"artefact {ref!r} is in {len(names)} projects "
-                                   f"({', '.join(names) or 'none'}); name it "
-                                   f"PROJECT/NAME:VERSION")
-                project = names[0]
-            try:
-                records = [store.artifact_version(*parse_ref(ref, project))]
-            except (ValueError, LookupError) as exc:  # a bad name, or no such version
-                raise CliError(str(exc)) from None
-        else:
-            project = args.target[0] if args.target else None
-            records = store.artifact_versions(project)
-            if project is not None and not records and \
-                    project not in {p.name for p in store.projects()}:
-                known = sorted({v.project for v in store.artifact_versions()})
-                raise CliError(f"unknown project {project!r} in {home.root}; "
-                               f"projects with artefacts: {', '.join(known) or 'none'}")
-    rows = [_artifact_row(r) for r in records]
-    if args.json:
-        print(json.dumps(rows, indent=2, default=str))
-    elif show:
-        _print_artifact(rows[0])
-    else:
-        _print_artifacts_table(rows)
-    return EXIT_OK
-
-
-def _artifact_row(record: Any) -> dict[str, Any]:
-    def paths(links: list[Any]) -> list[str]:
-        return [f"{lk.run_project}/{lk.run_id}" + (" (purged)" if lk.purged else "")
-                for lk in links]
-
-    return {"project": record.project, "name": record.name, "version": f"v{record.version}",
-            "aliases": record.aliases, "type": record.type, "size": record.size,
-            "files": [{"path": f.path, "sha256": f.sha256, "size": f.size}
-                      for f in record.files],
-            "description": record.description, "metadata": record.metadata,
-            "created": record.created,
-            "logged_by": paths([lk for lk in record.links if lk.role == "logged"]),
-            "used_by": paths(record.users)}
-
-
-def _human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
-
-
-def _print_artifacts_table(rows: list[dict[str, Any]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console.width = max(console.width, 200)
-    if not rows:
-        console.print("no artefacts")
-        return
-    table = Table()
-    for title in ("project", "name", "version", "aliases", "type", "size", "files",
-                  "logged by", "used by"):
-        table.add_column(title, justify="right" if title in ("size", "files") else "left")
-    for r in rows:
-        users = r["used_by"]
-        table.add_row(*(_printable(c) for c in (
-            r["project"], r["name"], r["version"], ", ".join(r["aliases"]), r["type"],
-            _human_size(r["size"]), str(len(r["files"])), ", ".join(r["logged_by"][:1]),
-            ", ".join(users[:3]) + (f" +{len(users) - 3}" if len(users) > 3 else ""))))
-    console.print(table)
-
-
-def _print_artifact(row: dict[str, Any]) -> None:
-    lines = [f"{row['project']}/{row['name']}:{row['version']}  type {row['type']}  "
-             f"{_human_size(row['size'])} in {len(row['files'])} file(s)",
-             f"aliases:   {', '.join(row['aliases']) or '-'}",
-             f"created:   {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(row['created']))}",
-             f"logged by: {', '.join(row['logged_by']) or '-'}",
-             f"used by:   {', '.join(row['used_by']) or '-'}"]
-    if row["description"]:
-        lines.append(f"description: {row['description']}")
-    if row["metadata"]:
-        lines.append(f"metadata:  {json.dumps(row['metadata'], default=str)}")
-    lines.append("files:")
-    lines += [f"  {f['path']}  {_human_size(f['size'])}  sha256:{f['sha256'][:16]}"
-              for f in row["files"]]
-    print("\n".join(_printable(line) for line in lines))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
