@@ -48,6 +48,11 @@ Example:
 
 from __future__ import annotations
 
+__all__ = ["FORMATS", "LONG_COLUMNS", "META_TYPES", "STREAMS", "VALUE_TYPES", "WIDE_COLUMNS",
+           "ExportError", "export_project", "export_runs", "format_cell", "infer_format",
+           "json_safe", "parse_cell", "read_long", "select_runs", "value_type",
+           "write_trec_run"]
+
 import csv
 import io
 import json
@@ -58,12 +63,32 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-import numpy as np
-
-from runfleet.errors import RunfleetError, RunNotFoundError
+from runfleet.export.values import (
+    FORMATS,
+    INT64_MAX,
+    INT64_MIN,
+    STREAMS,
+    ExportError,
+    Target,
+    format_cell,
+    has_cr,
+    infer_format,
+    json_safe,
+    keys_of,
+    parse_cell,
+    py_values,
+    run_texts,
+    select_runs,
+    value_type,
+)
+from runfleet.export.wide import (
+    wide_blocks,
+    write_wide_csv,
+    write_wide_jsonl,
+    write_wide_parquet,
+)
 from runfleet.importers import layout
 from runfleet.importers.layout import LONG_COLUMNS, META_TYPES, VALUE_TYPES, WIDE_COLUMNS
 from runfleet.tracking.text import escape_surrogates
@@ -72,133 +97,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from runfleet.api import Api, ApiRun
-
-FORMATS = ("csv", "jsonl", "parquet", "trec")
-__all__ = ["FORMATS", "LONG_COLUMNS", "META_TYPES", "STREAMS", "VALUE_TYPES", "WIDE_COLUMNS",
-           "ExportError", "export_project", "export_runs", "format_cell", "json_safe",
-           "parse_cell", "read_long", "select_runs", "value_type", "write_trec_run"]
-STREAMS = ("default", "system", "all")
-_SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
-             ".parquet": "parquet", ".pq": "parquet", ".trec": "trec"}
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-
-Target = str | os.PathLike[str] | IO[str] | None
-
-
-class ExportError(RunfleetError, ValueError):
-    """An export request that cannot be carried out as asked (bad format or destination,
-    a metric key clashing with a wide-layout column)."""
-
-
-# -- values ---------------------------------------------------------------------------------
-def value_type(value: Any) -> str:
-    """The ``value_type`` name of one stored value (see the module docstring)."""
-    if value is None:
-        return "null"
-    if isinstance(value, (bool, np.bool_)):
-        return "bool"
-    if isinstance(value, (int, np.integer)):
-        return "int"
-    if isinstance(value, (float, np.floating)):
-        return "float"
-    if isinstance(value, str):
-        return "str"
-    return "json"
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with non-finite floats replaced by ``"NaN"``, ``"Infinity"``, ``"-Infinity"``
-    (recursively), so that strict JSON can hold it."""
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "NaN"
-        if math.isinf(value):
-            return "Infinity" if value > 0 else "-Infinity"
-        return value
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
-
-
-def format_cell(value: Any, vtype: str) -> str:
-    """The CSV text of a value of type ``vtype``; :func:`parse_cell` reads it back exactly."""
-    if vtype == "float":
-        return repr(float(value))
-    if vtype == "int":
-        return str(int(value))
-    if vtype == "bool":
-        return "true" if value else "false"
-    if vtype == "str":
-        return escape_surrogates(str(value))
-    return layout.format_cell(value, vtype)
-
-
-def parse_cell(text: str, vtype: str) -> Any:
-    """Inverse of :func:`format_cell`.
-
-    Example:
-        >>> parse_cell("0.1", "float") == 0.1, parse_cell("true", "bool")
-        (True, True)
-    """
-    return layout.parse_cell(text, vtype)
-
-
-def _py_values(values: Any) -> tuple[list[Any], list[str]]:
-    """Python values of a series and their type names (fast for single-dtype arrays)."""
-    arr = np.asarray(values)
-    out = arr.tolist()
-    kind = arr.dtype.kind
-    if kind == "f":
-        return out, ["float"] * len(out)
-    if kind in "iu":
-        return out, ["int"] * len(out)
-    if kind == "b":
-        return out, ["bool"] * len(out)
-    return out, [value_type(v) for v in out]
-
-
-# -- run selection ---------------------------------------------------------------------------
-def select_runs(api: Api, project: str, runs: Sequence[str] | None = None) -> list[ApiRun]:
-    """The runs of ``project`` to export: all of them (deleted runs excluded), or those whose
-    id or name is in ``runs`` (in that order). Raises ``ValueError`` for an unknown project
-    and :class:`~runfleet.errors.RunNotFoundError` for an unknown run."""
-    everything = api.runs(project, include_deleted=bool(runs))
-    if not runs:
-        return everything
-    chosen: list[ApiRun] = []
-    for ref in runs:
-        match = [r for r in everything if r.id == ref] or [r for r in everything
-                                                          if r.name == ref]
-        if not match:
-            raise RunNotFoundError(f"no run with id or name {ref!r} in project {project!r}")
-        chosen.extend(r for r in match if r not in chosen)
-    return chosen
-
-
-def _keys(run: ApiRun, keys: Sequence[str] | None, stream: str) -> list[str]:
-    if keys is not None:
-        present = set(run.keys("all"))
-        return [k for k in keys if k in present]
-    return run.keys(stream)
-
-
-def infer_format(path: Target, fmt: str | None) -> str:
-    """``fmt`` if given, else the format named by the file suffix, else ``csv``."""
-    if fmt is not None:
-        if fmt not in FORMATS:
-            raise ExportError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
-        return fmt
-    if isinstance(path, (str, os.PathLike)) and str(path) != "-":
-        return _SUFFIXES.get(Path(path).suffix.lower(), "csv")
-    return "csv"
-
-
-def _run_texts(run: ApiRun) -> tuple[str, str, str]:
-    """A run's project, id and name, each safe to encode as UTF-8."""
-    return (escape_surrogates(run.project), escape_surrogates(run.id),
-            escape_surrogates(run.name))
 
 
 # -- long layout -----------------------------------------------------------------------------
@@ -236,16 +134,10 @@ def _long_parts(selected: list[ApiRun], keys: Sequence[str] | None,
     for run in selected:
         if meta and keys is None:
             yield _MetaPart(run, _meta_rows(run))
-        for key in _keys(run, keys, stream):
+        for key in keys_of(run, keys, stream):
             s = run.series(key)
-            values, types = _py_values(s.values)
+            values, types = py_values(s.values)
             yield _LongPart(run, key, s.steps.tolist(), s.times.tolist(), values, types)
-
-
-def _has_cr(texts: Any) -> bool:
-    """Whether any text holds a carriage return, which the ``\n``-terminated CSV writer
-    would leave unquoted and a reader would take for the end of a row."""
-    return any("\r" in t for t in texts if isinstance(t, str))
 
 
 def _write_long_csv(parts: Iterator[_LongPart | _MetaPart], fh: IO[str]) -> int:
@@ -254,11 +146,11 @@ def _write_long_csv(parts: Iterator[_LongPart | _MetaPart], fh: IO[str]) -> int:
     plain.writerow(LONG_COLUMNS)
     rows = 0
     for p in parts:
-        ident = _run_texts(p.run)
+        ident = run_texts(p.run)
         if isinstance(p, _MetaPart):
             project, run_id, run_name = ident
             created = repr(p.run.created_at)
-            writer = quoted if _has_cr([*ident, *(k for _, k, _ in p.rows)]) else plain
+            writer = quoted if has_cr([*ident, *(k for _, k, _ in p.rows)]) else plain
             writer.writerows((project, run_id, run_name, escape_surrogates(key), "", created,
                               text, vtype) for vtype, key, text in p.rows)
             rows += len(p.rows)
@@ -266,7 +158,7 @@ def _write_long_csv(parts: Iterator[_LongPart | _MetaPart], fh: IO[str]) -> int:
         cells = [format_cell(v, t) for v, t in zip(p.values, p.types)]
         project, run_id, run_name = ident
         texts = [c for c, t in zip(cells, p.types) if t == "str"]
-        writer = quoted if _has_cr([*ident, p.key, *texts]) else plain
+        writer = quoted if has_cr([*ident, p.key, *texts]) else plain
         writer.writerows(zip([project] * len(cells), [run_id] * len(cells),
                              [run_name] * len(cells), [escape_surrogates(p.key)] * len(cells),
                              p.steps, map(repr, p.times), cells, p.types))
@@ -326,7 +218,7 @@ def _long_table(p: _LongPart) -> Any:
             value[i] = float(v)
         elif t == "int":
             value[i] = float(v)
-            if _INT64_MIN <= v <= _INT64_MAX:
+            if INT64_MIN <= v <= INT64_MAX:
                 value_int[i] = v
             else:
                 value_text[i] = str(v)
@@ -334,7 +226,7 @@ def _long_table(p: _LongPart) -> Any:
             value_text[i] = escape_surrogates(v)
         elif t == "json":
             value_text[i] = format_cell(v, "json")
-    project, run_id, run_name = _run_texts(p.run)
+    project, run_id, run_name = run_texts(p.run)
     columns = [[project] * n, [run_id] * n, [run_name] * n, [escape_surrogates(p.key)] * n,
                p.steps, p.times, value, p.types, value_int, value_text]
     return pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in
@@ -345,7 +237,7 @@ def _meta_table(p: _MetaPart) -> Any:
     import pyarrow as pa
 
     n = len(p.rows)
-    project, run_id, run_name = _run_texts(p.run)
+    project, run_id, run_name = run_texts(p.run)
     columns = [[project] * n, [run_id] * n, [run_name] * n,
                [escape_surrogates(k) for _, k, _ in p.rows], [None] * n,
                [p.run.created_at] * n, [None] * n, [t for t, _, _ in p.rows], [None] * n,
@@ -370,200 +262,6 @@ def _write_long_parquet(parts: Iterator[_LongPart | _MetaPart],
                 rows += len(p.values)
     return rows
 
-
-# -- wide layout -----------------------------------------------------------------------------
-_MISSING = object()
-
-
-@dataclass
-class _WideBlock:
-    """One run's rows in the wide layout: steps, timestamps, and cells per key."""
-
-    run: ApiRun
-    steps: list[int]
-    times: list[float]
-    columns: dict[str, list[Any]]  # key -> value per row, _MISSING where absent
-    types: dict[str, set[str]]  # key -> value types present
-
-
-def _occurrence(steps: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    n = len(steps)
-    if n == 0:
-        return np.empty(0, np.int64)
-    starts = np.r_[0, np.flatnonzero(steps[1:] != steps[:-1]) + 1]
-    return np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
-
-
-def _wide_block(run: ApiRun, keys: list[str]) -> _WideBlock:
-    series = [run.series(k) for k in keys]
-    series = [s for s in series if len(s.steps)]
-    if not series:
-        return _WideBlock(run, [], [], {}, {})
-    pairs = np.concatenate([np.column_stack([s.steps, _occurrence(s.steps)]) for s in series])
-    uniq, inverse = np.unique(pairs, axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    times = np.full(len(uniq), -np.inf)
-    np.maximum.at(times, inverse, np.concatenate([s.times for s in series]))
-    columns: dict[str, list[Any]] = {}
-    types: dict[str, set[str]] = {}
-    offset = 0
-    for s in series:
-        rows = inverse[offset:offset + len(s.steps)].tolist()
-        offset += len(s.steps)
-        values, vtypes = _py_values(s.values)
-        cells: list[Any] = [_MISSING] * len(uniq)
-        for r, v in zip(rows, values):
-            cells[r] = v
-        columns[s.key] = cells
-        types[s.key] = set(vtypes)
-        if "int" in types[s.key] and any(t == "int" and not _INT64_MIN <= v <= _INT64_MAX
-                                         for v, t in zip(values, vtypes)):
-            types[s.key].add("bigint")  # no Arrow integer type holds it: use text
-    return _WideBlock(run, uniq[:, 0].tolist(), times.tolist(), columns, types)
-
-
-def _wide_blocks(selected: list[ApiRun], keys: Sequence[str] | None,
-                 stream: str) -> tuple[list[str], Iterator[_WideBlock]]:
-    per_run = [(run, _keys(run, keys, stream)) for run in selected]
-    names = list(keys) if keys is not None else sorted({k for _, ks in per_run for k in ks})
-    clash = set(names) & set(WIDE_COLUMNS)
-    if clash:
-        raise ExportError(f"metric key(s) {sorted(clash)} clash with the wide layout's own "
-                         f"columns; export the long layout instead")
-    present = set().union(*(ks for _, ks in per_run)) if per_run else set()
-    names = [k for k in names if k in present]
-    return names, (_wide_block(run, ks) for run, ks in per_run)
-
-
-def _write_wide_csv(names: list[str], blocks: Iterator[_WideBlock], fh: IO[str]) -> int:
-    plain = csv.writer(fh, lineterminator="\n")
-    quoted = csv.writer(fh, lineterminator="\n", quoting=csv.QUOTE_ALL)
-    header = [*WIDE_COLUMNS, *map(escape_surrogates, names)]
-    (quoted if _has_cr(header) else plain).writerow(header)
-    rows = 0
-    for b in blocks:
-        n = len(b.steps)
-        project, run_id, run_name = _run_texts(b.run)
-        config, summary = _wide_meta(b.run)
-        writer = quoted if _has_cr([project, run_id, run_name]) or any(
-            _has_cr(cells) for cells in b.columns.values()) else plain
-        if not n:  # a run without points still has its config and summary
-            writer.writerow([project, run_id, run_name, "", "", config, summary,
-                             *([""] * len(names))])
-            rows += 1
-            continue
-        cols: list[Any] = [[project] * n, [run_id] * n, [run_name] * n, b.steps,
-                           map(repr, b.times), [config] + [""] * (n - 1),
-                           [summary] + [""] * (n - 1)]
-        for key in names:
-            cells = b.columns.get(key)
-            cols.append([""] * n if cells is None else
-                         ["" if v is _MISSING else format_cell(v, value_type(v))
-                          for v in cells])
-        writer.writerows(zip(*cols))
-        rows += n
-    return rows
-
-
-def _wide_meta(run: ApiRun) -> tuple[str, str]:
-    """A run's config and summary as JSON text (the wide layout's ``_config``, ``_summary``)."""
-    return layout.json_text(run.config), layout.json_text(run.summary)
-
-
-def _write_wide_jsonl(names: list[str], blocks: Iterator[_WideBlock], fh: IO[str]) -> int:
-    rows = 0
-    for b in blocks:
-        present = [k for k in names if k in b.columns]
-        config, summary = _wide_meta(b.run)
-        if not b.steps:
-            fh.write(json.dumps({"_project": b.run.project, "_run_id": b.run.id,
-                                 "_run_name": b.run.name, "_step": None, "_timestamp": None,
-                                 "_config": config, "_summary": summary}) + "\n")
-            rows += 1
-            continue
-        for i, (step, t) in enumerate(zip(b.steps, b.times)):
-            obj: dict[str, Any] = {"_project": b.run.project, "_run_id": b.run.id,
-                                   "_run_name": b.run.name, "_step": step, "_timestamp": t}
-            if i == 0:
-                obj.update(_config=config, _summary=summary)
-            for k in present:
-                v = b.columns[k][i]
-                if v is not _MISSING:
-                    obj[k] = json_safe(v)
-            fh.write(json.dumps(obj, allow_nan=False) + "\n")
-            rows += 1
-    return rows
-
-
-def _arrow_type(types: set[str]) -> Any:
-    import pyarrow as pa
-
-    types = types - {"null"}
-    if "bigint" in types:
-        return pa.string()
-    if not types or (types <= {"float", "int"} and "float" in types):
-        return pa.float64()
-    if types == {"int"}:
-        return pa.int64()
-    if types == {"bool"}:
-        return pa.bool_()
-    return pa.string()
-
-
-def _arrow_cells(cells: list[Any], arrow_type: Any) -> list[Any]:
-    import pyarrow as pa
-
-    def convert(v: Any) -> Any:
-        if v is _MISSING or v is None:
-            return None
-        if arrow_type == pa.float64():
-            return float(v)
-        if arrow_type == pa.int64():
-            return v if _INT64_MIN <= v <= _INT64_MAX else None
-        if arrow_type == pa.string():
-            return escape_surrogates(v) if isinstance(v, str) else format_cell(v, value_type(v))
-        return v
-
-    return [convert(v) for v in cells]
-
-
-def _write_wide_parquet(names: list[str], blocks: Iterator[_WideBlock],
-                        path: str | os.PathLike[str]) -> int:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    materialized = list(blocks)
-    types: dict[str, set[str]] = {k: set() for k in names}
-    for b in materialized:
-        for k, ts in b.types.items():
-            types.setdefault(k, set()).update(ts)
-    fields = [pa.field("_project", pa.string()), pa.field("_run_id", pa.string()),
-              pa.field("_run_name", pa.string()), pa.field("_step", pa.int64()),
-              pa.field("_timestamp", pa.float64()), pa.field("_config", pa.string()),
-              pa.field("_summary", pa.string())]
-    fields += [pa.field(escape_surrogates(k), _arrow_type(types[k])) for k in names]
-    schema = pa.schema(fields)
-    rows = 0
-    with pq.ParquetWriter(str(path), schema) as writer:
-        for b in materialized:
-            n = len(b.steps)
-            project, run_id, run_name = _run_texts(b.run)
-            config, summary = _wide_meta(b.run)
-            steps: list[int | None] = list(b.steps) if n else [None]
-            times: list[float | None] = list(b.times) if n else [None]
-            n = max(n, 1)  # a run without points: one row with its config and summary
-            arrays = [pa.array([project] * n, pa.string()),
-                      pa.array([run_id] * n, pa.string()),
-                      pa.array([run_name] * n, pa.string()),
-                      pa.array(steps, pa.int64()), pa.array(times, pa.float64()),
-                      pa.array([config] + [None] * (n - 1), pa.string()),
-                      pa.array([summary] + [None] * (n - 1), pa.string())]
-            for name, f in zip(names, fields[len(WIDE_COLUMNS):]):
-                cells = b.columns.get(name, [_MISSING] * n)
-                arrays.append(pa.array(_arrow_cells(cells, f.type), f.type))
-            writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
-            rows += n
-    return rows
 
 
 # -- entry point -----------------------------------------------------------------------------
@@ -603,14 +301,14 @@ def export_runs(selected: list[ApiRun], fmt: str | None = None, path: Target = N
     if fmt == "parquet" and (not isinstance(path, (str, os.PathLike)) or path == "-"):
         raise ExportError("parquet export needs a file path (it cannot go to stdout)")
     if wide:
-        names, blocks = _wide_blocks(selected, keys, stream)
+        names, blocks = wide_blocks(selected, keys, stream)
         if fmt == "parquet":
             assert isinstance(path, (str, os.PathLike))
-            return _write_wide_parquet(names, blocks, path)
+            return write_wide_parquet(names, blocks, path)
         with _text_output(path) as fh:
             if fmt == "csv":
-                return _write_wide_csv(names, blocks, fh)
-            return _write_wide_jsonl(names, blocks, fh)
+                return write_wide_csv(names, blocks, fh)
+            return write_wide_jsonl(names, blocks, fh)
     parts = _long_parts(selected, keys, stream, meta)
     if fmt == "parquet":
         assert isinstance(path, (str, os.PathLike))
