@@ -20,15 +20,15 @@ from runfleet.engine.checkpoint import CheckpointStore, LocalCheckpointStore, ch
 def _ray_store(tmp: Path) -> CheckpointStore:
     """States kept by a keeper actor on this node, reached through Ray (RayExecutor's
     default: no shared filesystem)."""
-    from runfleet.engine.ray_executor import RayCheckpointStore, _keeper_for
+    from runfleet.engine.ray_storage import RayCheckpointStore, keeper_for
 
     root = tmp / "checkpoints"
-    return RayCheckpointStore(_keeper_for(root), str(root), cache_size=2)
+    return RayCheckpointStore(keeper_for(root), str(root), cache_size=2)
 
 
 def _fsspec_store(tmp: Path) -> CheckpointStore:
     """States as files under an fsspec URL (RayExecutor(checkpoints="s3://...") and the like)."""
-    from runfleet.engine.ray_executor import FsspecCheckpointStore
+    from runfleet.engine.ray_storage import FsspecCheckpointStore
 
     return FsspecCheckpointStore(f"file://{tmp}/shared", "exp", cache_size=2)
 
@@ -50,7 +50,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> CheckpointStore:
 def load_elsewhere(store: CheckpointStore, key: str) -> dict[str, Any]:
     """Load ``key`` in another process: a Ray worker (another node's view) for stores that
     travel through Ray, a spawned process otherwise."""
-    from runfleet.engine.ray_executor import RayCheckpointStore
+    from runfleet.engine.ray_storage import RayCheckpointStore
 
     if isinstance(store, RayCheckpointStore):
         import ray
