@@ -74,6 +74,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench_dense import interleaved  # the same interleaved timing as bench_dense.py
+
 DATA = Path("/work/shared/data/cranfield")
 SHIPPED = Path(__file__).resolve().parents[1] / "src" / "runfleet" / "demo" / "data" / "cranfield"
 SIZES = (128, 256)
@@ -430,25 +432,6 @@ def run_runfleet(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # -- dense exact search ----------------------------------------------------------------------
-def interleaved(contenders: dict[str, Callable[[], Any]], repeats: int, inner: int
-                ) -> dict[str, list[float]]:
-    """Seconds per call of each contender, one mean per repeat; the order alternates."""
-    names = list(contenders)
-    for fn in contenders.values():  # warm-up
-        fn()
-    runs: dict[str, list[float]] = {name: [] for name in names}
-    for _ in range(repeats):
-        spent = dict.fromkeys(names, 0.0)
-        for round_ in range(inner):
-            for name in names if round_ % 2 == 0 else names[::-1]:
-                started = time.perf_counter()
-                contenders[name]()
-                spent[name] += time.perf_counter() - started
-        for name in names:
-            runs[name].append(spent[name] / inner)
-    return runs
-
-
 def bench_dense(folder: Path, repeats: int, inner: int) -> dict[str, Any]:
     """DenseIndex vs IndexFlatIP on each chunking's passages, all queries, top 10."""
     import faiss
