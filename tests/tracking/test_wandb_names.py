@@ -229,13 +229,16 @@ def test_wandb_env_variables_and_modes(home: Path, monkeypatch: pytest.MonkeyPat
     assert capsys.readouterr().err == "runfleet: WARNING once only\nhello\n"
 
 
-def test_artifact_is_a_clear_error_or_runfleets_own(home: Path) -> None:
-    artifact = getattr(runfleet, "Artifact", None)
-    if artifact is not None:  # merged with the artefact store: the same class
-        assert shim.Artifact is artifact
-    else:
-        with pytest.raises(runfleet.RunfleetError, match="no artefact store"):
-            shim.Artifact("model", type="model")
+def test_artifacts_are_runfleets_own(home: Path, tmp_path: Path) -> None:
+    assert shim.Artifact is runfleet.Artifact
+    with pytest.raises(runfleet.RunfleetError, match=r"log_artifact\(\) needs an active run"):
+        shim.log_artifact(tmp_path)
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(b"w")
+    shim.init(project="p", dir=str(home))
+    logged = shim.log_artifact(weights, name="m", type="model")
+    assert shim.use_artifact("m:latest").version == logged.version == "v0"
+    shim.finish()
 
 
 # -- sweeps --------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ arguments not given), ``log``, ``finish``, ``run``, ``config``, ``summary``,
 ``Api``, ``Settings``, ``Table``, ``Image``, ``Histogram``, ``Video``, ``Audio``, ``plot``,
 ``sweep``/``agent`` (grid and random, in process), ``termlog``/``termwarn``/``termerror``,
 ``Error`` and ``errors``, ``sdk.lib.config_util.ConfigError``, ``sdk.wandb_run.Run``,
-``Artifact``/``log_artifact``/``use_artifact`` (when runfleet has artefacts).
+``Artifact``/``log_artifact``/``use_artifact`` (runfleet's artefacts).
 """
 
 from __future__ import annotations
@@ -25,14 +25,17 @@ from typing import Any
 
 import runfleet
 from runfleet.api import Api
+from runfleet.artifacts import Artifact
 from runfleet.errors import RunfleetError, UsageError
 from runfleet.tracking.api_functions import (
     alert,
     define_metric,
     finish,
     log,
+    log_artifact,
     login,
     save,
+    use_artifact,
     watch,
 )
 from runfleet.tracking.disabled import DisabledRun
@@ -146,53 +149,17 @@ def unwatch(*args: Any, **kwargs: Any) -> None:
     """Accepted for wandb compatibility (gradients are not tracked; no-op)."""
 
 
-def _artifacts_missing(what: str) -> RunfleetError:
-    return RunfleetError(f"wandb.{what}: this runfleet has no artefact store "
-                         f"(runfleet.Artifact is missing)")
-
-
-def log_artifact(artifact: Any, *args: Any, **kwargs: Any) -> Any:
-    """Log an artefact on the active run (``run.log_artifact``)."""
-    run = runfleet.run
-    if run is None:
-        raise UsageError("wandb.log_artifact() needs an active run: call wandb.init() first")
-    method = getattr(run, "log_artifact", None)
-    if method is None:
-        raise _artifacts_missing("log_artifact")
-    return method(artifact, *args, **kwargs)
-
-
-def use_artifact(artifact: Any, *args: Any, **kwargs: Any) -> Any:
-    """Use an artefact in the active run (``run.use_artifact``)."""
-    run = runfleet.run
-    if run is None:
-        raise UsageError("wandb.use_artifact() needs an active run: call wandb.init() first")
-    method = getattr(run, "use_artifact", None)
-    if method is None:
-        raise _artifacts_missing("use_artifact")
-    return method(artifact, *args, **kwargs)
-
-
-class _ArtifactUnavailable:
-    """``wandb.Artifact`` when this runfleet has no artefact store: building one raises."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise _artifacts_missing("Artifact")
-
-
 def __getattr__(name: str) -> Any:
     """``run``, ``config`` and ``summary`` follow the active run (as ``runfleet.run`` ...;
-    ``config`` and ``summary`` refuse reads and writes before ``init()``); ``Artifact`` is
-    runfleet's artefact class when it has one."""
+    ``config`` and ``summary`` refuse reads and writes before ``init()``)."""
     if name in ("run", "config", "summary"):
         return getattr(runfleet, name)
-    if name == "Artifact":
-        return getattr(runfleet, "Artifact", _ArtifactUnavailable)
     raise AttributeError(f"runfleet's wandb stand-in has no attribute {name!r}")
 
 
 __all__ = [
-    "AlertLevel", "Api", "Audio", "Error", "Histogram", "Image", "Run", "Settings", "Table",
+    "AlertLevel", "Api", "Artifact", "Audio", "Error", "Histogram", "Image", "Run", "Settings",
+    "Table",
     "UsageError", "Video", "__version__", "agent", "alert", "define_metric", "env", "errors",
     "finish", "init", "log", "log_artifact", "login", "plot", "save", "sdk", "setup",
     "sweep", "sweeps", "teardown", "termerror", "termlog", "termwarn", "unwatch",
